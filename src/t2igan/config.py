@@ -473,3 +473,11 @@ class ConfigBase:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         save_config(self, path)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw mapping of a YAML/JSON config file (only its own keys; not validated against a class)."""
+    data = _read_file(Path(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data

@@ -13,6 +13,7 @@ once per epoch.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -256,10 +257,21 @@ class TextImageDataset(torch.utils.data.Dataset):
             records = self._drop_bad(records)
         records = self._drop_captionless(records)
         self.records = records
-        if caption_mode == "all":
-            self._items = [(i, c) for i, r in enumerate(records) for c in range(len(r.captions))]
-        else:
-            self._items = [(i, -1) for i in range(len(records))]
+        self._items = self._index_items()
+
+    def _index_items(self) -> list[tuple[int, int]]:
+        if self.caption_mode == "all":  # every non-empty caption is an item
+            return [(i, c) for i, r in enumerate(self.records) for c, cap in enumerate(r.captions) if cap]
+        return [(i, -1) for i in range(len(self.records))]
+
+    def with_mode(self, *, caption_mode: Literal["random", "all", "first"], train: bool = False,
+                  load_images: bool = True) -> TextImageDataset:
+        """The same records (bad images already skipped) served another way."""
+        other = copy.copy(self)
+        other.caption_mode, other.train, other.load_images = caption_mode, train, load_images
+        other.skipped = list(self.skipped)
+        other._items = other._index_items()
+        return other
 
     @classmethod
     def from_config(cls, config: DataConfig, split: str, corpus: CaptionCorpus | None = None,

@@ -11,7 +11,8 @@ as their class; images at the root are each their own class. The split comes fro
 ``test.txt`` (one key or relative image path per line) when present, otherwise it is drawn deterministically
 from a hash of each key, so adding images never moves existing ones between splits. The vocabulary is the
 root's ``vocab.json`` when present (keep it fixed when pretrained encoders depend on it), otherwise it is built
-from the train and then the test captions.
+from the train and then the test captions. (Images called ``train`` or ``test`` at the root keep their
+``.txt`` as captions; use other names for split lists then.)
 """
 
 from __future__ import annotations
@@ -71,8 +72,14 @@ def read_folder(config: DataConfig) -> CaptionCorpus:
     root = Path(config.root)
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
-    images = {_key(root, p): p for p in sorted(root.rglob("*"))
-              if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()}
+    images: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            key = _key(root, p)
+            if key in images:
+                raise DataError(f"{images[key]} and {p} have the same name apart from the extension; "
+                                "captions could not tell them apart (rename one)")
+            images[key] = p
     if not images:
         raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
     jsonl = root / "captions.jsonl"
@@ -111,11 +118,13 @@ def read_folder(config: DataConfig) -> CaptionCorpus:
             raise DataError(msg + "; skip_bad_images=true leaves them out")
         log.warning(msg + "; left out")
     keys = [k for k in images if k in captions]
-    if (root / "train.txt").is_file() or (root / "test.txt").is_file():
+    # train.txt/test.txt are split lists, unless they are the captions of images called train/test
+    lists = [n for n in ("train", "test") if (root / f"{n}.txt").is_file() and n not in images]
+    if lists:
         split_keys = {}
         for split in ("train", "test"):
             path = root / f"{split}.txt"
-            listed = _read_list(path) if path.is_file() else []
+            listed = _read_list(path) if split in lists else []
             missing = [k for k in listed if k not in captions]
             if missing:
                 raise DataError(f"{path}: lists {missing[0]!r}, which is not a captioned image under {root}")

@@ -4,7 +4,7 @@ Each image is a bird drawn from parts (legs, tail, body, breast/belly, wing, hea
 textured background (sky, foliage or plain), sometimes perched on a branch, facing left or right, tilted and
 placed at random. Parts take colours from twelve named colours; the bird is small or large (plump with a short
 tail, or long with a long tail, and drawn smaller or larger) and has a short or long beak. Ten captions per
-image, written from 24 templates with synonyms, each mention a random subset of the attributes, and every
+image, written from 24 templates with synonyms, each mention a random subset of two to five attributes, and every
 attribute is mentioned by at least one caption.
 
 The dataset is written in the CUB-200-2011 AttnGAN layout (``CUB_200_2011/images``, ``images.txt``,
@@ -430,7 +430,7 @@ def write_captions(attrs: dict[str, str], rng: np.random.Generator, n: int = 10)
     for a in ATTRIBUTES:  # coverage: every attribute in at least one caption
         mentions[int(rng.integers(n))].add(a)
     for m in mentions:
-        target = int(rng.choice([1, 2, 3, 3, 4, 4, 5]))
+        target = int(rng.choice([2, 3, 3, 4, 4, 5]))
         others = [a for a in ATTRIBUTES if a not in m]
         rng.shuffle(others)
         while len(m) < target and others:
@@ -443,9 +443,23 @@ def write_captions(attrs: dict[str, str], rng: np.random.Generator, n: int = 10)
 
 
 # -- the dataset on disk ------------------------------------------------------------------------------------
+def _interleave(species: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Order species so that any run of consecutive entries cycles through the breast colours (and the first
+    twelve cover every wing colour too): small datasets then still show every colour of every part."""
+    by_breast: dict[str, list[tuple[str, str]]] = {}
+    for breast, wing in species:
+        by_breast.setdefault(breast, []).append((breast, wing))
+    for i, breast in enumerate(COLOR_NAMES):  # k-th partner of breast i: wings by offset from i
+        by_breast.get(breast, []).sort(key=lambda bw, i=i: (COLOR_NAMES.index(bw[1]) - i) % len(COLOR_NAMES))
+    out = []
+    for k in range(max((len(v) for v in by_breast.values()), default=0)):
+        out += [v[k] for b in COLOR_NAMES if len(v := by_breast.get(b, [])) > k]
+    return out
+
+
 def _image_plan(spec: SynthBirdsSpec) -> list[tuple[str, int, tuple[str, str]]]:
     """(split, index within split, species) for every image, train first."""
-    train_sp, test_sp = species_split(spec.seed, spec.test_wings_per_breast)
+    train_sp, test_sp = (_interleave(s) for s in species_split(spec.seed, spec.test_wings_per_breast))
     if spec.test > 0 and not test_sp:
         raise ValueError("test images requested but test_wings_per_breast=0 leaves no test species")
     plan = [("train", i, train_sp[i % len(train_sp)]) for i in range(spec.train)]
@@ -498,20 +512,21 @@ def prepare_synthbirds(out: str | os.PathLike[str], spec: SynthBirdsSpec, *, wor
         if {k: old.get(k) for k in wanted} == wanted and not overwrite:
             log.info("%s already holds SynthBirds with this spec; nothing to do", out)
             return old
+    if spec.size < 16:
+        raise ValueError(f"image size must be at least 16, got {spec.size}")
+    if spec.train < 1:
+        raise ValueError(f"need at least one training image, got {spec.train}")
+    _image_plan(spec)  # validates the split before anything on disk is touched
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(
                 f"{out} is not empty and does not hold SynthBirds made with these arguments; "
                 "choose another --out or pass --overwrite to replace it"
             )
-        if manifest_path.is_file() or (out / "CUB_200_2011").is_dir():
-            shutil.rmtree(out)
-        else:
-            raise FileExistsError(f"{out} holds files that are not a SynthBirds dataset; refusing to delete them")
-    if spec.size < 16:
-        raise ValueError(f"image size must be at least 16, got {spec.size}")
-    if spec.train < 1:
-        raise ValueError(f"need at least one training image, got {spec.train}")
+        if not _is_synthbirds(manifest_path):
+            raise FileExistsError(f"{out} holds files that are not a SynthBirds dataset (no valid "
+                                  f"synthbirds.json); refusing to delete them")
+        shutil.rmtree(out)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
@@ -540,6 +555,13 @@ def prepare_synthbirds(out: str | os.PathLike[str], spec: SynthBirdsSpec, *, wor
         out.rmdir()
     os.replace(tmp, out)
     return manifest
+
+
+def _is_synthbirds(manifest_path: Path) -> bool:
+    try:
+        return read_json(manifest_path).get("format") == FORMAT
+    except (FileNotFoundError, ValueError, AttributeError):
+        return False
 
 
 def _write_metadata(root: Path, records: list[dict[str, Any]], spec: SynthBirdsSpec) -> None:

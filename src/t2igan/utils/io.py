@@ -8,11 +8,14 @@ error naming the file and the object it asked for.
 
 from __future__ import annotations
 
+import _compat_pickle
+import collections
 import contextlib
 import io
 import json
 import os
 import pickle
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +78,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python-2 names (__builtin__.set, copy_reg, ...) are translated first, as pickle's own find_class
+        # does for protocols < 3 (those module names do not exist in Python 3, so mapping is always safe)
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise UnsafePickleError(
@@ -90,8 +99,13 @@ def decode_bytes(obj: Any) -> Any:
             return obj.decode("utf-8")
         except UnicodeDecodeError:
             return obj.decode("latin-1")
+    if isinstance(obj, collections.defaultdict):
+        items = {decode_bytes(k): decode_bytes(v) for k, v in obj.items()}
+        return collections.defaultdict(obj.default_factory, items)
     if isinstance(obj, dict):
-        return {decode_bytes(k): decode_bytes(v) for k, v in obj.items()}
+        return type(obj)((decode_bytes(k), decode_bytes(v)) for k, v in obj.items())
+    if isinstance(obj, (set, frozenset)):
+        return type(obj)(decode_bytes(v) for v in obj)
     if isinstance(obj, list):
         return [decode_bytes(v) for v in obj]
     if isinstance(obj, tuple):
@@ -129,11 +143,23 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
             yield f
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the mode a plain open() would (or the replaced file's)
+        try:
+            perm = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            perm = 0o666 & ~_umask()
+        os.chmod(tmp, perm)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
