@@ -82,8 +82,19 @@ def test_prepare_verify_counts_unreadable_images(tmp_path):
 
 
 def test_quickstart_small(tmp_path):
-    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "16", "--test", "8", "--size", "32")
+    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "16", "--test", "8", "--size", "32",
+            "--minutes", "0.65")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "qs" / "synthbirds_preview.png").is_file()
     assert (tmp_path / "qs" / "data" / "synthbirds" / "attributes.jsonl").is_file()
     assert "16 train images" in r.stdout
+    run_dir = next((tmp_path / "qs" / "runs").glob("*-damsm-synthbirds"))
+    assert (run_dir / "encoders" / "text_encoder" / "model.safetensors").is_file()
+    assert "R-precision:" in r.stdout
+
+
+def test_quickstart_refuses_a_budget_too_small(tmp_path):
+    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "8", "--test", "4", "--size", "32",
+            "--minutes", "0.1")
+    assert r.returncode == 2
+    assert "--minutes" in r.stderr

@@ -1,8 +1,10 @@
 """The ``t2igan`` command: parse arguments, build a config, make one library call.
 
 Subcommands:
-  prepare      render SynthBirds, or check (and index) CUB / COCO / Oxford-102 / a folder of captioned images
-  quickstart   the whole default workflow on the built-in SynthBirds dataset
+  prepare         render SynthBirds, or check (and index) CUB / COCO / Oxford-102 / a folder of captioned images
+  pretrain-damsm  pretrain the DAMSM text and image encoders
+  convert         import official checkpoints
+  quickstart      the whole default workflow on the built-in SynthBirds dataset
 """
 
 from __future__ import annotations
@@ -120,40 +122,164 @@ def write_preview(root: str | Path, path: Path, n: int = 12, size: int = 64) -> 
     return path
 
 
+# -- DAMSM ----------------------------------------------------------------------------------------------------
+def _add_config_args(p: argparse.ArgumentParser, task: str, default_preset: str) -> None:
+    p.add_argument("--preset", default=default_preset,
+                   help=f"named preset (default: {default_preset}); see --list-presets")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--config", default=None, help="YAML/JSON file with config fields (refines the preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one field, e.g. --set train.batch_size=32 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(task=task)
+
+
+def _resolve(args: argparse.Namespace, cls: type, extra: list[str]):
+    from t2igan.presets import resolve_config
+
+    return resolve_config(cls, preset=args.preset, task=args.task, config_file=args.config,
+                          overrides=[*extra, *args.overrides])
+
+
+def _list_presets(task: str) -> int:
+    from t2igan.presets import PRESETS
+
+    for name, p in PRESETS.items():
+        if p.task == task:
+            print(f"{name:<20} {p.description}")
+    return 0
+
+
+def _add_pretrain_damsm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain-damsm", help="pretrain the DAMSM text and image encoders",
+                       description="Pretrain DAMSM (text encoder + image encoder) on a dataset. Writes a "
+                                   "numbered run directory with logs, snapshots, attention figures and the "
+                                   "exported encoders (ENCODERS = RUN/encoders).")
+    _add_config_args(p, "damsm", "damsm-synthbirds")
+    p.add_argument("--data", default=None, help="dataset root (shortcut for --set data.root=...)")
+    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (train.max_minutes)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (train.device)")
+    p.add_argument("--runs", default="runs", help="where run directories are created")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest snapshot")
+    p.set_defaults(func=cmd_pretrain_damsm)
+
+
+def cmd_pretrain_damsm(args: argparse.Namespace) -> int:
+    from t2igan.config import from_dict, to_dict
+    from t2igan.training.damsm import DAMSMRunConfig, pretrain_damsm
+
+    if args.list_presets:
+        return _list_presets("damsm")
+    extra = [f"data.root={args.data}"] if args.data else []
+    extra += [f"train.epochs={args.epochs}"] if args.epochs is not None else []
+    extra += [f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
+    extra += [f"train.device={args.device}"] if args.device else []
+    if args.resume:
+        from t2igan.config import apply_overrides
+        from t2igan.utils.io import read_json
+
+        saved = read_json(Path(args.resume) / "run_config.json")
+        cfg = from_dict(DAMSMRunConfig, apply_overrides(saved, [*extra, *args.overrides], DAMSMRunConfig),
+                        source=str(Path(args.resume) / "run_config.json"))
+    else:
+        cfg = _resolve(args, DAMSMRunConfig, extra)
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    summary = pretrain_damsm(cfg, runs_root=args.runs, resume=args.resume)
+    _print_summary("DAMSM", summary)
+    if summary["stopped"] in ("signal", "time budget"):
+        print(f"to continue: t2igan pretrain-damsm --resume {summary['run_dir']}")
+    return 0
+
+
+def _print_summary(what: str, summary: dict) -> None:
+    print(f"{what}: {summary['stopped']} after {summary['epoch']} epochs ({summary['minutes']:.1f} min)")
+    for k, v in summary.items():
+        if k.startswith(("val/", "train/")):
+            print(f"  {k:<24} {v:.4f}")
+    print(f"  run:      {summary['run_dir']}")
+    print(f"  encoders: {summary['encoders']}")
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="import official checkpoints into t2igan's format",
+                       description="Import checkpoints released with the official code.")
+    kinds = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    d = kinds.add_parser("damsm", help="AttnGAN/SSA-GAN/DF-GAN DAMSM encoders",
+                         description="Import DAMSM text_encoderNNN.pth (and image_encoderNNN.pth) with the "
+                                     "captions.pickle they were trained with.")
+    d.add_argument("--text-encoder", required=True, help="official text_encoder*.pth")
+    d.add_argument("--image-encoder", default=None, help="official image_encoder*.pth")
+    d.add_argument("--captions", default=None,
+                   help="the dataset's captions.pickle / captions_DAMSM.pickle (its vocabulary is checked "
+                        "against the encoder and saved as vocab.json)")
+    d.add_argument("--out", required=True, help="output directory")
+    d.set_defaults(func=cmd_convert_damsm)
+
+
+def cmd_convert_damsm(args: argparse.Namespace) -> int:
+    from t2igan.convert.official import convert_damsm
+
+    out = convert_damsm(args.text_encoder, args.image_encoder, args.captions, out_dir=args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 # -- quickstart -------------------------------------------------------------------------------------------------
 def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quickstart", help="run the default workflow on the built-in SynthBirds dataset",
-                       description="The default workflow on SynthBirds: render the dataset, load it through "
-                                   "the CUB code path, and write a preview of what the models are trained on.")
+                       description="The default workflow on SynthBirds: render the dataset, preview it, and "
+                                   "pretrain the DAMSM text and image encoders within the time budget, then "
+                                   "report their R-precision on the test split.")
     p.add_argument("--out", default=DEFAULT_QUICKSTART_DIR, help="working directory for data and results")
+    p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget of the whole workflow")
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--train", type=int, default=10000, help="SynthBirds training images")
     p.add_argument("--test", type=int, default=2000, help="SynthBirds test images")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_quickstart)
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from t2igan.data import DataConfig, load_corpus
     from t2igan.data.synthetic import SynthBirdsSpec, prepare_synthbirds
+    from t2igan.presets import resolve_config
+    from t2igan.training.damsm import DAMSMRunConfig, pretrain_damsm
 
     out = Path(args.out)
     data_dir = out / "data" / "synthbirds"
     t0 = time.perf_counter()
-    print(f"[1/2] preparing SynthBirds in {data_dir}", flush=True)
+    print(f"[1/3] preparing SynthBirds in {data_dir}", flush=True)
     prepare_synthbirds(data_dir, SynthBirdsSpec(size=args.size, train=args.train, test=args.test,
                                                 seed=args.seed))
     corpus = load_corpus(DataConfig(kind="synthbirds", root=str(data_dir), image_size=args.size))
-    print("[2/2] writing a preview of the training data", flush=True)
+    print("[2/3] writing a preview of the training data", flush=True)
     preview = write_preview(data_dir, out / "synthbirds_preview.png", size=args.size)
+    budget = args.minutes - (time.perf_counter() - t0) / 60 - 0.5  # leave time for the final validation
+    if budget <= 0:
+        raise ValueError(f"--minutes {args.minutes} leaves no time for DAMSM pretraining")
+    print(f"[3/3] pretraining DAMSM for at most {budget:.1f} minutes", flush=True)
+    cfg = resolve_config(DAMSMRunConfig, preset="damsm-synthbirds", task="damsm", overrides=[
+        f"data.root={data_dir}", f"data.image_size={args.size}", f"image_encoder.input_size={args.size}",
+        f"train.max_minutes={budget}", f"train.device={args.device}", f"train.seed={args.seed}",
+        f"train.batch_size={min(48, args.train)}"])
+    damsm = pretrain_damsm(cfg, runs_root=out / "runs")
     s = corpus.summary()
     print()
-    print(f"done in {time.perf_counter() - t0:.1f} s")
-    print(f"  dataset:    {data_dir}  ({s['train_images']} train images of {s['train_classes']} species, "
+    print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
+    print(f"  dataset:       {data_dir}  ({s['train_images']} train images of {s['train_classes']} species, "
           f"{s['test_images']} test images of {s['test_classes']} unseen species, vocabulary of "
           f"{s['vocab_size']} words)")
-    print(f"  preview:    {preview}")
-    print(f"  attributes: {data_dir / 'attributes.jsonl'} (ground truth of every image and caption)")
+    print(f"  preview:       {preview}")
+    print(f"  attributes:    {data_dir / 'attributes.jsonl'} (ground truth of every image and caption)")
+    print(f"  DAMSM run:     {damsm['run_dir']} ({damsm['epoch']} epochs, {damsm['stopped']})")
+    print(f"  encoders:      {damsm['encoders']}")
+    if "val/r_precision" in damsm:
+        print(f"  R-precision:   {damsm['val/r_precision']:.3f} ± {damsm['val/r_precision_std']:.3f} "
+              f"(real test images of unseen species vs. their captions, {cfg.train.rp_trials} trials)")
     return 0
 
 
@@ -164,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_prepare(sub)
+    _add_pretrain_damsm(sub)
+    _add_convert(sub)
     _add_quickstart(sub)
     return parser
 
@@ -174,10 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="t2igan: %(levelname)s: %(message)s" if args.verbose else "t2igan: %(message)s")
     from t2igan.data.base import DataError
+    from t2igan.models.base import ModelLoadError
+    from t2igan.training.checkpoint import ResumeError
 
     try:
         return int(args.func(args) or 0)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (DataError, FileNotFoundError, FileExistsError, ValueError, ModelLoadError, ResumeError) as exc:
         print(f"t2igan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

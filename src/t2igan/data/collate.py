@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["collate_batch", "sort_by_length", "make_loader"]
+__all__ = ["collate_batch", "sort_by_length", "make_loader", "EpochSampler"]
 
 
 def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -47,9 +47,59 @@ def sort_by_length(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, *, shuffle: bool, drop_last: bool,
                 num_workers: int = 0, sampler: torch.utils.data.Sampler | None = None,
                 generator: torch.Generator | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader with :func:`collate_batch`."""
+    """A DataLoader with :func:`collate_batch`.
+
+    Without a ``generator`` one seeded with 0 is used, so creating a loader never draws from the global torch
+    RNG (which would shift dropout and noise streams between a straight and a resumed run).
+    """
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
         drop_last=drop_last, num_workers=num_workers, collate_fn=collate_batch, generator=generator,
         persistent_workers=False,
     )
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A seeded sampler whose order depends only on (seed, epoch), sharded across ranks, resumable mid-epoch.
+
+    Each epoch shuffles ``range(n)`` with a generator seeded by ``(seed, epoch)``; with ``drop_last`` the order
+    is cut to a multiple of ``world_size * batch_size`` so every rank gets the same number of full batches.
+    Rank ``r`` takes positions ``r, r + world_size, ...``. ``set_epoch(epoch, start_batch)`` skips the first
+    ``start_batch`` batches of this rank (resuming inside an epoch).
+    """
+
+    def __init__(self, n: int, *, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = True,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            order = torch.arange(self.n)
+        else:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g)
+        per_step = self.world_size * self.batch_size
+        if self.drop_last:
+            order = order[: len(order) // per_step * per_step]
+        elif len(order) % self.world_size:  # pad by wrapping so that every rank has the same count
+            order = torch.cat([order, order[: self.world_size - len(order) % self.world_size]])
+        return order[self.rank::self.world_size]
+
+    def batches_per_epoch(self) -> int:
+        k = len(self._order())
+        return k // self.batch_size if self.drop_last else -(-k // self.batch_size)
+
+    def __iter__(self):
+        return iter(self._order()[self.start_batch * self.batch_size:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, len(self._order()) - self.start_batch * self.batch_size)

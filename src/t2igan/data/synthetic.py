@@ -4,7 +4,7 @@ Each image is a bird drawn from parts (legs, tail, body, breast/belly, wing, hea
 textured background (sky, foliage or plain), sometimes perched on a branch, facing left or right, tilted and
 placed at random. Parts take colours from twelve named colours; the bird is small or large (plump with a short
 tail, or long with a long tail, and drawn smaller or larger) and has a short or long beak. Ten captions per
-image, written from 24 templates with synonyms, each mention a random subset of two to five attributes, and every
+image, written from 24 templates with synonyms, each mention a random subset of three to six attributes, and every
 attribute is mentioned by at least one caption.
 
 The dataset is written in the CUB-200-2011 AttnGAN layout (``CUB_200_2011/images``, ``images.txt``,
@@ -430,7 +430,7 @@ def write_captions(attrs: dict[str, str], rng: np.random.Generator, n: int = 10)
     for a in ATTRIBUTES:  # coverage: every attribute in at least one caption
         mentions[int(rng.integers(n))].add(a)
     for m in mentions:
-        target = int(rng.choice([2, 3, 3, 4, 4, 5]))
+        target = int(rng.choice([3, 3, 4, 4, 5, 6]))
         others = [a for a in ATTRIBUTES if a not in m]
         rng.shuffle(others)
         while len(m) < target and others:

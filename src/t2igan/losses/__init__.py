@@ -1,0 +1,27 @@
+"""Losses: pure tensor functions (no module state, no device placement of their own)."""
+
+from t2igan.losses.damsm import (
+    DAMSMLossOutput,
+    attention_maps,
+    class_mask,
+    damsm_loss,
+    matching_loss,
+    sent_loss,
+    sentence_similarity,
+    word_region_attention,
+    word_similarity,
+    words_loss,
+)
+
+__all__ = [
+    "DAMSMLossOutput",
+    "attention_maps",
+    "class_mask",
+    "damsm_loss",
+    "matching_loss",
+    "sent_loss",
+    "sentence_similarity",
+    "word_region_attention",
+    "word_similarity",
+    "words_loss",
+]

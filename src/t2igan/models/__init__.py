@@ -1,0 +1,1 @@
+"""Networks: DAMSM encoders, SSA-GAN, DF-GAN (and later AttnGAN, StackGAN)."""

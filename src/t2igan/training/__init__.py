@@ -1,0 +1,1 @@
+"""Training: run directories, snapshots and resume, logging, and the training loops."""

@@ -1,0 +1,413 @@
+"""DAMSM pretraining: the text and image encoders trained jointly on the DAMSM loss (AttnGAN Sec. 3.3).
+
+Official defaults (AttnGAN ``pretrain_DAMSM.py``): Adam betas (0.5, 0.999), learning rate 0.002 decayed x0.98
+per epoch while above 0.0002, LSTM gradient norm clipped at 0.25, gamma1=4, gamma2=5, gamma3=10. Unlike the
+official script, the optimizer is created once and its state is kept across epochs and in snapshots.
+
+Each epoch ends with a validation pass on the test split (DAMSM loss, and R-precision of the real test images
+against their captions) and a figure of word-attention maps over a few validation images.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from t2igan.config import ConfigBase, to_dict
+from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
+from t2igan.data.collate import EpochSampler, make_loader
+from t2igan.evaluation.r_precision import r_precision
+from t2igan.losses.damsm import damsm_loss, word_region_attention
+from t2igan.models.base import load_state_strict
+from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
+from t2igan.training.checkpoint import (
+    ResumeError,
+    SnapshotManager,
+    capture_rng_state,
+    load_trainer_state,
+    make_run_dir,
+    restore_rng_state,
+    save_trainer_state,
+)
+from t2igan.training.logs import Progress, RunLogger
+from t2igan.utils.io import read_json, write_json_atomic
+
+__all__ = ["DAMSMTrainConfig", "DAMSMRunConfig", "pretrain_damsm", "export_encoders", "encode_split",
+           "resolve_device"]
+
+log = logging.getLogger("t2igan.training")
+
+
+@dataclass
+class DAMSMTrainConfig(ConfigBase):
+    epochs: int = 600  # official: 600 (birds)
+    batch_size: int = 48  # official: 48
+    lr: float = 0.002  # official ENCODER_LR
+    lr_decay: float = 0.98  # per epoch, while lr > lr_min
+    lr_min: float = 0.0002
+    betas: tuple[float, float] = (0.5, 0.999)
+    rnn_grad_clip: float = 0.25  # gradient-norm clip of the text encoder
+    gamma1: float = 4.0
+    gamma2: float = 5.0
+    gamma3: float = 10.0
+    max_minutes: float | None = None  # stop (with a snapshot and the export) after this wall-clock budget
+    snapshot_every: int = 1  # epochs between snapshots
+    keep_snapshots: int = 2
+    rp_trials: int = 3000  # R-precision trials per validation (the paper protocol uses 30000)
+    rp_candidates: int = 100
+    attention_examples: int = 4  # validation captions drawn in the word-attention figure
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = False  # bf16 autocast for the encoders (loss in fp32)
+    seed: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class DAMSMRunConfig(ConfigBase):
+    name: str = "damsm"
+    data: DataConfig = field(default_factory=DataConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    train: DAMSMTrainConfig = field(default_factory=DAMSMTrainConfig)
+    trunk_weights: str | None = None  # ImageNet Inception-v3 weights (default: torchvision's cache, if present)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def _lr_at(cfg: DAMSMTrainConfig, epoch: int) -> float:
+    lr = cfg.lr
+    for _ in range(epoch):
+        if lr > cfg.lr_min:
+            lr *= cfg.lr_decay
+    return lr
+
+
+def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _encode(text_enc: TextEncoder, img_enc: ImageEncoder, batch: dict[str, Any], amp: bool,
+            device: torch.device):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        words, sent = text_enc(batch["captions"], batch["lengths"])
+        regions, code = img_enc(batch["images"])
+    return words.float(), sent.float(), regions.float(), code.float()
+
+
+@torch.no_grad()
+def encode_split(text_enc: TextEncoder, img_enc: ImageEncoder, dataset: TextImageDataset, batch_size: int,
+                 device: torch.device, amp: bool = False) -> dict[str, torch.Tensor]:
+    """Global image codes of every image and sentence codes of every caption of a split (eval mode).
+
+    Returns ``img_codes`` [N, D], ``image_class`` [N], ``sent_codes`` [M, D], ``caption_image`` [M] (the image
+    each caption belongs to) and ``caption_class`` [M].
+    """
+    was = (text_enc.training, img_enc.training)
+    text_enc.eval()
+    img_enc.eval()
+    img_ds = dataset.with_mode(caption_mode="first")
+    codes = []
+    for b in make_loader(img_ds, batch_size, shuffle=False, drop_last=False):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            codes.append(img_enc(b["images"].to(device))[1].float().cpu())
+    cap_ds = dataset.with_mode(caption_mode="all", load_images=False)
+    sents, owners = [], []
+    for b in make_loader(cap_ds, 512, shuffle=False, drop_last=False):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            sents.append(text_enc(b["captions"].to(device), b["lengths"].to(device))[1].float().cpu())
+        owners.append(b["indices"])
+    text_enc.train(was[0])
+    img_enc.train(was[1])
+    image_class = torch.as_tensor([r.class_id for r in dataset.records])
+    caption_image = torch.cat(owners)
+    return {"img_codes": torch.cat(codes), "image_class": image_class, "sent_codes": torch.cat(sents),
+            "caption_image": caption_image, "caption_class": image_class[caption_image]}
+
+
+def real_r_precision(enc: dict[str, torch.Tensor], *, trials: int, candidates: int, seed: int = 0):
+    """R-precision of real images against their own captions: one query per (image, caption) pair."""
+    m = enc["sent_codes"].shape[0]
+    owner = enc["caption_image"]
+    folds = 10 if trials % 10 == 0 else 1
+    return r_precision(enc["img_codes"][owner], torch.arange(m), enc["sent_codes"], enc["caption_class"],
+                       enc["caption_class"], candidates=candidates, trials=trials, folds=folds, seed=seed)
+
+
+def export_encoders(text_enc: TextEncoder, img_enc: ImageEncoder, vocab, out_dir: Path) -> Path:
+    """Write ``text_encoder/``, ``image_encoder/`` and ``vocab.json`` (the layout ``convert damsm`` writes)."""
+    out_dir = Path(out_dir)
+    text_enc.save_pretrained(out_dir / "text_encoder")
+    img_enc.save_pretrained(out_dir / "image_encoder")
+    vocab.save(out_dir / "vocab.json")
+    return out_dir
+
+
+def _attention_figure(text_enc, img_enc, batch, vocab, gamma1: float, device, n: int):
+    """AttnGAN's figure: each validation image, then the attention map of each word over it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from t2igan.utils.image import tensor_to_pil
+
+    text_enc.eval()
+    img_enc.eval()
+    with torch.no_grad():
+        b = _batch_to({k: (v[:n] if torch.is_tensor(v) else v[:n]) for k, v in batch.items()}, device)
+        words, _ = text_enc(b["captions"], b["lengths"])
+        regions, _ = img_enc(b["images"])
+        _, attn = word_region_attention(words.float(), regions.float(), b["lengths"], gamma1)
+    text_enc.train()
+    img_enc.train()
+    imgs = tensor_to_pil(b["images"].cpu())
+    size = 96
+    cols = 1 + int(b["lengths"].max())
+    font = ImageFont.load_default(size=11)
+    canvas = Image.new("RGB", (cols * size, len(imgs) * (size + 16)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, img in enumerate(imgs):
+        y = r * (size + 16)
+        base = img.resize((size, size), Image.BILINEAR)
+        canvas.paste(base, (0, y))
+        L = int(b["lengths"][r])
+        maps = F.interpolate(attn[r:r + 1, :L].float().cpu(), size=(size, size), mode="bilinear",
+                             align_corners=False)[0]
+        for t in range(L):
+            m = maps[t]
+            m = (m - m.min()) / (m.max() - m.min() + 1e-8)
+            heat = np.zeros((size, size, 3), dtype=np.float32)
+            heat[..., 0] = 255 * m.numpy()
+            heat[..., 1] = 255 * (1 - (m.numpy() - 0.5).__abs__() * 2) * 0.6
+            blend = 0.45 * np.asarray(base, dtype=np.float32) + 0.55 * heat
+            canvas.paste(Image.fromarray(blend.clip(0, 255).astype(np.uint8)), ((t + 1) * size, y))
+            draw.text(((t + 1) * size + 2, y + size + 1), vocab.word(int(b["captions"][r, t])), fill="black",
+                      font=font)
+    return canvas
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.stop:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        log.warning("signal %d: finishing this step, writing a snapshot, then stopping", signum)
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", resume: str | Path | None = None,
+                   max_steps: int | None = None) -> dict[str, Any]:
+    """Pretrain DAMSM; returns a summary with the run directory, the export directory and the last metrics.
+
+    ``resume`` continues a run directory from its latest snapshot (optimizer, epoch, step, RNG included).
+    ``max_steps`` stops after that many optimizer steps in this call (for tests and smoke runs).
+    """
+    cfg = config.train
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    corpus = load_corpus(config.data)
+    vocab = corpus.vocab
+    text_cfg = config.text_encoder.replace(vocab_size=len(vocab))
+    text_enc = TextEncoder(text_cfg).to(device)
+    img_enc = ImageEncoder(config.image_encoder)
+    trunk_note = "light backbone, trained from scratch"
+    if config.image_encoder.backbone == "inception_v3":
+        from t2igan.models.damsm import load_inception_trunk
+
+        try:
+            used = load_inception_trunk(img_enc, config.trunk_weights)
+            trunk_note = f"Inception-v3 trunk: ImageNet weights from {used}, frozen"
+        except FileNotFoundError as exc:
+            if config.trunk_weights:
+                raise
+            trunk_note = "Inception-v3 trunk: no ImageNet weights found, trained from scratch"
+            img_enc = ImageEncoder(config.image_encoder.replace(freeze_trunk=False))
+            log.warning("%s (%s)", trunk_note, exc)
+    img_enc = img_enc.to(device)
+    log.info("%s", trunk_note)
+    params = [p for p in text_enc.parameters() if p.requires_grad] + \
+             [p for p in img_enc.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+
+    train_ds = TextImageDataset.from_config(config.data, "train", corpus)
+    test_ds = TextImageDataset.from_config(config.data, "test", corpus, train=False)
+    if len(train_ds) < cfg.batch_size:
+        raise ValueError(f"the training split has {len(train_ds)} items, fewer than batch_size={cfg.batch_size}")
+
+    epoch, step, start_batch = 0, 0, 0
+    if resume is not None:
+        run_dir = Path(resume)
+        snap = SnapshotManager(run_dir).latest()
+        if snap is None:
+            raise ResumeError(f"{run_dir} has no snapshot to resume from")
+        saved = read_json(run_dir / "run_config.json")
+        if saved.get("data", {}).get("root") != config.data.root:
+            log.warning("resuming %s with data root %s (the run used %s)", run_dir, config.data.root,
+                        saved.get("data", {}).get("root"))
+        load_state_strict(text_enc, _load(snap / "text_encoder.safetensors"), source=str(snap))
+        load_state_strict(img_enc, _load(snap / "image_encoder.safetensors"), source=str(snap))
+        state = load_trainer_state(snap / "trainer_state.pt")
+        opt.load_state_dict(state["optimizer"])
+        epoch, step, start_batch = int(state["epoch"]), int(state["step"]), int(state.get("batch", 0))
+        restore_rng_state(state["rng"])
+        log.info("resumed %s at epoch %d, step %d", snap, epoch, step)
+    else:
+        run_dir = make_run_dir(runs_root, config.name)
+        write_json_atomic(run_dir / "run_config.json", to_dict(config.replace(text_encoder=text_cfg)))
+    snaps = SnapshotManager(run_dir, keep=cfg.keep_snapshots)
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
+    (run_dir / "attention").mkdir(exist_ok=True)
+
+    def snapshot(ep: int, batch_in_epoch: int = 0) -> None:
+        def write(tmp: Path) -> None:
+            from t2igan.models.base import save_state_dict_file
+
+            save_state_dict_file(text_enc.state_dict(), tmp / "text_encoder.safetensors")
+            save_state_dict_file(img_enc.state_dict(), tmp / "image_encoder.safetensors")
+            save_trainer_state(tmp / "trainer_state.pt", {"optimizer": opt.state_dict(), "epoch": ep,
+                                                          "batch": batch_in_epoch, "step": step,
+                                                          "rng": capture_rng_state()})
+        snaps.save(f"step-{step:08d}", write)
+
+    t_start = time.monotonic()
+    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    sampler = EpochSampler(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed)
+    steps_per_epoch = sampler.batches_per_epoch()
+    metrics: dict[str, float] = {}
+    steps_this_call = 0
+    stopped = ""
+    fixed_val = None
+    with _StopFlag() as flag:
+        while epoch < cfg.epochs and not stopped:
+            lr = _lr_at(cfg, epoch)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            train_ds.set_epoch(epoch)
+            sampler.set_epoch(epoch, start_batch)
+            loader = make_loader(train_ds, cfg.batch_size, shuffle=False, drop_last=True, sampler=sampler,
+                                 num_workers=config.data.num_workers,
+                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            text_enc.train()
+            img_enc.train()
+            bar = Progress(steps_per_epoch, f"DAMSM epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress,
+                           initial=start_batch)
+            sums = {"w_loss": 0.0, "s_loss": 0.0}
+            t0 = time.monotonic()
+            n_batches = first = start_batch
+            start_batch = 0
+            for batch in loader:
+                batch = _batch_to(batch, device)
+                words, sent, regions, code = _encode(text_enc, img_enc, batch, cfg.amp, device)
+                out = damsm_loss(regions, words, code, sent, batch["lengths"], batch["class_ids"],
+                                 gamma1=cfg.gamma1, gamma2=cfg.gamma2, gamma3=cfg.gamma3)
+                opt.zero_grad(set_to_none=True)
+                out.total.backward()
+                torch.nn.utils.clip_grad_norm_(text_enc.parameters(), cfg.rnn_grad_clip)
+                opt.step()
+                step += 1
+                steps_this_call += 1
+                n_batches += 1
+                w = float((out.w_loss0 + out.w_loss1).detach())
+                s = float((out.s_loss0 + out.s_loss1).detach())
+                sums["w_loss"] += w
+                sums["s_loss"] += s
+                bar.update(1, w_loss=w, s_loss=s)
+                if step % 50 == 0:
+                    logger.scalars(step, {"train/w_loss": w, "train/s_loss": s, "train/lr": lr}, epoch=epoch)
+                if flag.stop or time.monotonic() > deadline or (max_steps and steps_this_call >= max_steps):
+                    stopped = ("signal" if flag.stop else "time budget" if time.monotonic() > deadline
+                               else "max_steps")
+                    break
+            bar.close()
+            epoch_done = n_batches == steps_per_epoch
+            if epoch_done:
+                epoch += 1
+            # the snapshot comes before validation, which must not change what a resumed run continues with
+            if stopped or (epoch_done and (epoch % cfg.snapshot_every == 0 or epoch == cfg.epochs)):
+                snapshot(epoch, 0 if epoch_done else n_batches)
+            dt = time.monotonic() - t0
+            done = n_batches - first
+            metrics = {"train/w_loss": sums["w_loss"] / max(done, 1),
+                       "train/s_loss": sums["s_loss"] / max(done, 1),
+                       "train/images_per_s": done * cfg.batch_size / max(dt, 1e-9)}
+            if epoch_done or stopped:
+                rng = capture_rng_state()
+                val, fixed_val = _validate(text_enc, img_enc, test_ds, cfg, device, fixed_val)
+                metrics.update(val)
+                logger.scalars(step, metrics, epoch=epoch)
+                if fixed_val is not None and cfg.attention_examples > 0:
+                    fig = _attention_figure(text_enc, img_enc, fixed_val, vocab, cfg.gamma1, device,
+                                            cfg.attention_examples)
+                    fig.save(run_dir / "attention" / f"epoch_{epoch:04d}.png")
+                    logger.image("val/attention", fig, step)
+                restore_rng_state(rng)
+                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    export = export_encoders(text_enc, img_enc, vocab, run_dir / "encoders")
+    logger.close()
+    summary = {"run_dir": str(run_dir), "encoders": str(export), "epoch": epoch, "step": step,
+               "stopped": stopped or "done", "trunk": trunk_note,
+               "minutes": (time.monotonic() - t_start) / 60, **metrics}
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def _load(path: Path) -> dict[str, torch.Tensor]:
+    from t2igan.models.base import load_state_dict_file
+
+    return load_state_dict_file(path)
+
+
+@torch.no_grad()
+def _validate(text_enc, img_enc, test_ds: TextImageDataset, cfg: DAMSMTrainConfig, device, fixed):
+    text_enc.eval()
+    img_enc.eval()
+    loader = make_loader(test_ds, cfg.batch_size, shuffle=False, drop_last=len(test_ds) >= cfg.batch_size)
+    w_sum = s_sum = 0.0
+    n = 0
+    for batch in loader:
+        if fixed is None:
+            fixed = batch
+        b = _batch_to(batch, device)
+        words, sent, regions, code = _encode(text_enc, img_enc, b, cfg.amp, device)
+        if words.shape[0] < 2:
+            continue
+        out = damsm_loss(regions, words, code, sent, b["lengths"], b["class_ids"], gamma1=cfg.gamma1,
+                         gamma2=cfg.gamma2, gamma3=cfg.gamma3)
+        w_sum += float(out.w_loss0 + out.w_loss1)
+        s_sum += float(out.s_loss0 + out.s_loss1)
+        n += 1
+    enc = encode_split(text_enc, img_enc, test_ds, cfg.batch_size, device, cfg.amp)
+    rp = real_r_precision(enc, trials=cfg.rp_trials, candidates=cfg.rp_candidates)
+    text_enc.train()
+    img_enc.train()
+    return {"val/w_loss": w_sum / max(n, 1), "val/s_loss": s_sum / max(n, 1), "val/r_precision": rp.mean,
+            "val/r_precision_std": rp.std}, fixed

@@ -1,0 +1,108 @@
+"""DAMSM pretraining: a short run's outputs, resume equivalence, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from t2igan.data.synthetic import SynthBirdsSpec, prepare_synthbirds
+from t2igan.models.damsm import ImageEncoder, TextEncoder
+from t2igan.presets import resolve_config
+from t2igan.text.vocab import Vocabulary
+from t2igan.training.checkpoint import ResumeError, load_trainer_state
+from t2igan.training.damsm import DAMSMRunConfig, pretrain_damsm
+
+
+@pytest.fixture(scope="module")
+def birds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("damsm") / "sb"
+    prepare_synthbirds(root, SynthBirdsSpec(size=32, train=48, test=24, seed=1), workers=1, progress=False)
+    return root
+
+
+def _config(root, **train):
+    values = {"epochs": 2, "batch_size": 8, "rp_trials": 100, "attention_examples": 2, "progress": False,
+              "tensorboard": False, **train}
+    return resolve_config(DAMSMRunConfig, preset="damsm-synthbirds", task="damsm", overrides=[
+        f"data.root={root}", "data.image_size=32", "image_encoder.input_size=32", "image_encoder.light_width=8",
+        *[f"train.{k}={v}" for k, v in values.items()]])
+
+
+def test_short_run_writes_everything(birds, tmp_path):
+    summary = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path)
+    run = tmp_path / "00000-damsm-synthbirds"
+    assert summary["run_dir"] == str(run) and summary["stopped"] == "done" and summary["epoch"] == 1
+    assert summary["step"] == 48 // 8
+    saved = json.loads((run / "run_config.json").read_text())
+    vocab = Vocabulary.load(run / "encoders" / "vocab.json")
+    assert saved["text_encoder"]["vocab_size"] == len(vocab)
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    val = [x for x in lines if "val/r_precision" in x]
+    assert len(val) == 1 and 0.0 <= val[0]["val/r_precision"] <= 1.0
+    assert (run / "attention" / "epoch_0001.png").is_file()
+    assert (run / "snapshots" / "latest").read_text().strip() == "step-00000006"
+    state = load_trainer_state(run / "snapshots" / "step-00000006" / "trainer_state.pt")
+    assert state["epoch"] == 1 and state["batch"] == 0 and "state" in state["optimizer"]
+    # the exported encoders load and embed
+    te = TextEncoder.from_pretrained(run / "encoders" / "text_encoder").eval()
+    ie = ImageEncoder.from_pretrained(run / "encoders" / "image_encoder").eval()
+    words, sent = te(torch.tensor([[1, 2, 3]]), torch.tensor([3]))
+    regions, code = ie(torch.zeros(1, 3, 32, 32))
+    assert sent.shape == (1, 256) and code.shape == (1, 256) and regions.shape[1] == 256
+
+
+def test_lr_decays_per_epoch_to_the_floor(birds, tmp_path):
+    from t2igan.training.damsm import _lr_at
+
+    cfg = _config(birds).train
+    assert _lr_at(cfg, 0) == pytest.approx(0.002)
+    assert _lr_at(cfg, 1) == pytest.approx(0.002 * 0.98)
+    # decays while above 0.0002: the first value at or below it is where it stops
+    k = next(e for e in range(1000) if _lr_at(cfg, e) <= 0.0002)
+    assert _lr_at(cfg, k + 10) == _lr_at(cfg, k)
+
+
+def test_resume_mid_epoch_equals_straight_run(birds, tmp_path):
+    straight = pretrain_damsm(_config(birds), runs_root=tmp_path / "a")
+    first = pretrain_damsm(_config(birds), runs_root=tmp_path / "b", max_steps=4)
+    assert first["stopped"] == "max_steps" and first["step"] == 4
+    state = load_trainer_state(
+        next((tmp_path / "b").glob("*/snapshots/step-00000004")) / "trainer_state.pt")
+    assert state["epoch"] == 0 and state["batch"] == 4
+    resumed = pretrain_damsm(_config(birds), resume=first["run_dir"])
+    assert resumed["step"] == straight["step"] == 12
+    for name, cls in (("text_encoder", TextEncoder), ("image_encoder", ImageEncoder)):
+        a = cls.from_pretrained(f"{straight['encoders']}/{name}").state_dict()
+        b = cls.from_pretrained(f"{resumed['encoders']}/{name}").state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_resume_without_snapshot_is_a_clear_error(tmp_path, birds):
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(ResumeError, match="no snapshot"):
+        pretrain_damsm(_config(birds), resume=tmp_path / "empty-run")
+
+
+def test_cli_dry_run_prints_the_resolved_config(birds):
+    import contextlib
+    import io
+
+    from t2igan.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["pretrain-damsm", "--data", str(birds), "--set", "train.batch_size=12", "--dry-run"]) == 0
+    cfg = json.loads(buf.getvalue())
+    assert cfg["data"]["root"] == str(birds)
+    assert cfg["train"]["batch_size"] == 12
+    assert cfg["image_encoder"]["backbone"] == "light"  # from the damsm-synthbirds preset
+
+
+def test_cli_rejects_an_unknown_key(capsys):
+    from t2igan.cli import main
+
+    assert main(["pretrain-damsm", "--set", "train.btach_size=3", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "train.btach_size" in err and "batch_size" in err
