@@ -115,7 +115,9 @@ def write_preview(root: str | Path, path: Path, n: int = 12, size: int = 64) -> 
     import torch
 
     images = tensor_to_pil(torch.stack([it["image"] for it in items]))
-    captions = [corpus.vocab.decode(it["caption"][: it["length"]].tolist()) for it in items]
+    # the caption as written (the model sees it tokenized: lower case, no punctuation)
+    captions = [(Path(root) / "text" / f"{it['key']}.txt").read_text(encoding="utf-8").splitlines()[
+        it["caption_index"]] for it in items]
     grid = captioned_grid(images, captions, cols=4, cell=160)
     with atomic_write(path, "wb") as f:
         grid.save(f, format="PNG")

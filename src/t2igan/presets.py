@@ -36,7 +36,7 @@ _add("damsm-synthbirds", "damsm", "DAMSM on SynthBirds 64 px with the light CNN 
     "name": "damsm-synthbirds",
     "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
     "image_encoder": {"backbone": "light", "input_size": 64, "light_width": 32},
-    "train": {"epochs": 40, "batch_size": 48, "rp_trials": 3000},
+    "train": {"epochs": 40, "batch_size": 48, "rp_trials": 3000, "amp": True},
 })
 _add("damsm-cub", "damsm", "DAMSM on CUB-200-2011 as AttnGAN pretrained it (Inception-v3, 299 px, 600 epochs)", {
     "name": "damsm-cub",

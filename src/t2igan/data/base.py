@@ -119,7 +119,8 @@ def _reencode(corpus: CaptionCorpus, vocab: Vocabulary, source: str) -> CaptionC
     """Re-encode every caption with another vocabulary (unknown words dropped, as the official code does)."""
     if vocab == corpus.vocab:
         return corpus
-    table = np.array([vocab._index.get(w, -1) for w in corpus.vocab.words], dtype=np.int64)
+    wordtoix = vocab.wordtoix
+    table = np.array([wordtoix.get(w, -1) for w in corpus.vocab.words], dtype=np.int64)
     table[0] = -1
     unknown: dict[str, int] = {}
     splits = {}

@@ -36,7 +36,7 @@ def _key(root: Path, path: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _read_jsonl(path: Path, root: Path) -> dict[str, list[str]]:
+def _read_jsonl(path: Path) -> dict[str, list[str]]:
     captions: dict[str, list[str]] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -84,7 +84,7 @@ def read_folder(config: DataConfig) -> CaptionCorpus:
         raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
     jsonl = root / "captions.jsonl"
     if jsonl.is_file():
-        raw = _read_jsonl(jsonl, root)
+        raw = _read_jsonl(jsonl)
         unknown = sorted(set(raw) - set(images))
         if unknown:
             raise DataError(f"{jsonl}: names image {unknown[0]!r} which is not under {root}"

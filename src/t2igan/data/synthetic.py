@@ -338,10 +338,15 @@ def _article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
+# modifiers that make no sense for a colour ("light white", "pale black")
+_NO_MODIFIER = {"white": {"light", "pale", "dark", "deep"}, "black": {"light", "pale", "bright", "vivid"}}
+
+
 def _color_word(color: str, rng: np.random.Generator) -> str:
     word = str(rng.choice(COLOR_WORDS[color]))
     if rng.random() < 0.15:
-        word = f"{rng.choice(_MODIFIERS)} {word}"
+        mods = [m for m in _MODIFIERS if m not in _NO_MODIFIER.get(color, ())]
+        word = f"{rng.choice(mods)} {word}"
     return word
 
 

@@ -121,6 +121,30 @@ def _all_pairs(
     return context, attn
 
 
+def _all_pairs_relevance(
+    words: torch.Tensor, regions: torch.Tensor, valid: torch.Tensor, gamma1: float
+) -> torch.Tensor:
+    """cos(word_t of text i, its region context in image j) for all pairs, without [B, B, D, T] products.
+
+    The context is c_t = sum_r a[r, t] v_r, so <e_t, c_t> = sum_r a[r, t] s[r, t] reuses the Eq. 7 scores,
+    and |c_t|^2 = a_t^T G a_t with the regions' Gram matrix G when there are fewer regions than dimensions
+    (otherwise c_t itself is formed with one batched matrix product). Same value as the direct formula.
+    """
+    scores = torch.einsum("jdr,idt->ijrt", regions, words)  # Eq. 7, [B_i, B_j, R, T]
+    attn = _attend(scores, valid[:, None, None, :], gamma1)  # [B_i, B_j, R, T]
+    dot = (attn * scores).sum(dim=2)  # <e_t, c_t>, [B_i, B_j, T]
+    d, r = regions.shape[1], regions.shape[2]
+    if r < d:
+        gram = torch.einsum("jdr,jdq->jrq", regions, regions)  # [B_j, R, R]
+        c_sq = (torch.einsum("ijrt,jrq->ijqt", attn, gram) * attn).sum(dim=2)  # |c_t|^2, [B_i, B_j, T]
+    else:
+        context = torch.einsum("ijrt,jdr->ijdt", attn, regions)  # [B_i, B_j, D, T]
+        c_sq = context.square().sum(dim=2)
+    c_norm = c_sq.clamp(min=1e-30).sqrt()  # finite gradient even for an all-zero context
+    w_norm = words.norm(dim=1)[:, None, :]  # [B_i, 1, T]
+    return dot / (w_norm * c_norm).clamp(min=_COS_EPS)
+
+
 # -- attention --------------------------------------------------------------------------------------------------
 def word_region_attention(
     words_emb: torch.Tensor, region_features: torch.Tensor, lengths: torch.Tensor, gamma1: float = 4.0
@@ -179,8 +203,7 @@ def word_similarity(
         ``S_w[j, i] = log(sum_{t < lengths[i]} exp(gamma2 * cos(word_t, context_t)))``.
     """
     words, regions, valid = _prepare_words_regions(words_emb, region_features, lengths)
-    context, _ = _all_pairs(words, regions, valid, gamma1)  # [B_i, B_j, D, T]
-    relevance = _cosine(words[:, None], context, dim=2)  # R(c_t, e_t), [B_i, B_j, T]
+    relevance = _all_pairs_relevance(words, regions, valid, gamma1)  # R(c_t, e_t), [B_i, B_j, T]
     relevance = (gamma2 * relevance).masked_fill(~valid[:, None, :], float("-inf"))  # [B_i, B_j, T]
     return torch.logsumexp(relevance, dim=-1).transpose(0, 1)  # Eq. 10, [B_j, B_i]
 
