@@ -106,3 +106,24 @@ def test_cli_rejects_an_unknown_key(capsys):
     assert main(["pretrain-damsm", "--set", "train.btach_size=3", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "train.btach_size" in err and "batch_size" in err
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(birds, tmp_path, monkeypatch):
+    import t2igan.training.damsm as damsm_mod
+
+    real = damsm_mod.damsm_loss
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 2:  # two good steps, then NaN forever
+            out.total = out.total * float("nan")
+        return out
+
+    monkeypatch.setattr(damsm_mod, "damsm_loss", flaky)
+    summary = pretrain_damsm(_config(birds, max_nonfinite=3), runs_root=tmp_path)
+    assert summary["stopped"] == "non-finite loss"
+    assert summary["step"] == 2 and summary["skipped_steps"] == 3
+    run = tmp_path / "00000-damsm-synthbirds"
+    assert (run / "snapshots" / "latest").read_text().strip() == "step-00000002"

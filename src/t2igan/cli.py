@@ -191,8 +191,12 @@ def cmd_pretrain_damsm(args: argparse.Namespace) -> int:
         return 0
     summary = pretrain_damsm(cfg, runs_root=args.runs, resume=args.resume)
     _print_summary("DAMSM", summary)
-    if summary["stopped"] in ("signal", "time budget"):
+    if summary["stopped"] in ("signal", "time budget", "non-finite loss"):
         print(f"to continue: t2igan pretrain-damsm --resume {summary['run_dir']}")
+    if summary["stopped"] == "non-finite loss":
+        print(f"t2igan pretrain-damsm: error: the loss was not finite for {cfg.train.max_nonfinite} steps in a "
+              "row; the run stopped with a snapshot (try a lower train.lr, or train.amp=false)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -68,6 +68,7 @@ class DAMSMTrainConfig(ConfigBase):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast for the encoders (loss in fp32)
     seed: int = 0
+    max_nonfinite: int = 5  # consecutive non-finite losses (steps skipped) before the run stops
     progress: bool = True
     tensorboard: bool = True
 
@@ -304,6 +305,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     steps_per_epoch = sampler.batches_per_epoch()
     metrics: dict[str, float] = {}
     steps_this_call = 0
+    nonfinite = skipped_total = 0
     stopped = ""
     fixed_val = None
     with _StopFlag() as flag:
@@ -330,12 +332,21 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
                 out = damsm_loss(regions, words, code, sent, batch["lengths"], batch["class_ids"],
                                  gamma1=cfg.gamma1, gamma2=cfg.gamma2, gamma3=cfg.gamma3)
                 opt.zero_grad(set_to_none=True)
+                n_batches += 1  # batches consumed from this epoch (a skipped one too)
+                if not torch.isfinite(out.total):  # skip the step; stop after too many in a row
+                    nonfinite += 1
+                    skipped_total += 1
+                    log.warning("non-finite DAMSM loss at step %d (%d in a row): step skipped", step, nonfinite)
+                    if nonfinite >= cfg.max_nonfinite:
+                        stopped = "non-finite loss"
+                        break
+                    continue
+                nonfinite = 0
                 out.total.backward()
                 torch.nn.utils.clip_grad_norm_(text_enc.parameters(), cfg.rnn_grad_clip)
                 opt.step()
                 step += 1
                 steps_this_call += 1
-                n_batches += 1
                 w = float((out.w_loss0 + out.w_loss1).detach())
                 s = float((out.s_loss0 + out.s_loss1).detach())
                 sums["w_loss"] += w
@@ -374,7 +385,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     export = export_encoders(text_enc, img_enc, vocab, run_dir / "encoders")
     logger.close()
     summary = {"run_dir": str(run_dir), "encoders": str(export), "epoch": epoch, "step": step,
-               "stopped": stopped or "done", "trunk": trunk_note,
+               "stopped": stopped or "done", "trunk": trunk_note, "skipped_steps": skipped_total,
                "minutes": (time.monotonic() - t_start) / 60, **metrics}
     write_json_atomic(run_dir / "summary.json", summary)
     return summary

@@ -1,0 +1,145 @@
+"""Building blocks shared verbatim by more than one GAN family.
+
+* :class:`AffineMLP` -- the two-layer MLP that predicts a per-channel scale or shift from the condition
+  vector. SSA-GAN's SSACN (Liao et al., "Text to Image Generation with Semantic-Spatial Aware GAN", CVPR 2022)
+  and DF-GAN's affine layers (Tao et al., "DF-GAN: A Simple and Effective Baseline for Text-to-Image
+  Synthesis", CVPR 2022) both use it as ``fc_gamma`` / ``fc_beta``.
+* :class:`ResDownBlock` -- the residual discriminator down-block (``resD`` in SSA-GAN / DF-GAN 2020,
+  ``D_Block`` in DF-GAN 2022): a 4x4 stride-2 and a 3x3 convolution next to a 1x1 + average-pool shortcut,
+  the residual scaled by a learnable scalar that starts at 0.
+* :class:`ConditionalHead` -- the sentence-conditioned logit head (SSA-GAN ``COND_DNET``, DF-GAN ``NetC``):
+  concatenate the sentence vector tiled over the 4x4 features, 3x3 convolution, LeakyReLU, 4x4 convolution.
+
+Submodule names follow the official implementations, so official state dicts load without renaming.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "IMAGE_SIZES",
+    "AffineMLP",
+    "ConditionalHead",
+    "ResDownBlock",
+    "UnusedConv1x1",
+    "check_image_size",
+    "num_doublings",
+]
+
+IMAGE_SIZES: tuple[int, ...] = (64, 128, 256)
+
+
+def check_image_size(size: int, owner: str = "image_size") -> int:
+    """Return ``size`` if it is one of :data:`IMAGE_SIZES`, else raise a ``ValueError`` naming ``owner``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size not in IMAGE_SIZES:
+        raise ValueError(f"{owner} must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
+    return size
+
+
+def num_doublings(size: int) -> int:
+    """How many times a 4x4 map doubles to reach ``size`` (6 at 256, 5 at 128, 4 at 64)."""
+    return check_image_size(size).bit_length() - 3
+
+
+class AffineMLP(nn.Sequential):
+    """``Linear(in_dim, hidden) -> ReLU -> Linear(hidden, out_dim)``: one per-channel modulation vector.
+
+    Children are named ``linear1``, ``relu1``, ``linear2`` as in the official code. The last layer starts with
+    zero weight and bias ``last_bias`` (0 for SSA-GAN's gamma and every beta; 1 for DF-GAN's gamma), so at
+    initialisation the output is the constant ``last_bias`` whatever the condition.
+
+    ``forward(cond [B, in_dim]) -> [B, out_dim]``.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, last_bias: float = 0.0) -> None:
+        super().__init__(OrderedDict([
+            ("linear1", nn.Linear(in_dim, hidden_dim)),
+            ("relu1", nn.ReLU()),
+            ("linear2", nn.Linear(hidden_dim, out_dim)),
+        ]))
+        self.last_bias = last_bias
+        self.reset_last_layer()
+
+    def reset_last_layer(self) -> None:
+        """Zero the last layer's weight and fill its bias with ``last_bias`` (the official initialisation)."""
+        nn.init.zeros_(self.linear2.weight)
+        nn.init.constant_(self.linear2.bias, self.last_bias)
+
+
+class UnusedConv1x1(nn.Module):
+    """Placeholder with the tensors of a 1x1 ``Conv2d`` that the official code builds but never applies.
+
+    The official discriminators construct ``conv_s`` in every down-block, also where input and output widths
+    agree and the shortcut is the identity. Its ``weight`` [out, in, 1, 1] and ``bias`` [out] are kept here as
+    buffers, not parameters: official checkpoints still load key for key, while the optimiser, DDP and
+    gradient checks only see parameters that take part in the forward pass.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(out_channels, in_channels, 1, 1))
+        self.register_buffer("bias", torch.zeros(out_channels))
+
+
+class ResDownBlock(nn.Module):
+    """Residual down-block of the SSA-GAN / DF-GAN discriminators: ``[B, fin, H, W] -> [B, fout, H/2, W/2]``.
+
+    ``out = avgpool2(shortcut(x)) + gamma * residual(x)`` with
+
+    * ``conv_r`` = Conv4x4 s2 p1 (no bias) -> LeakyReLU(0.2) -> Conv3x3 p1 (no bias) -> LeakyReLU(0.2);
+    * ``conv_s`` = Conv1x1 (with bias) when ``fin != fout``, else the identity (an :class:`UnusedConv1x1`
+      keeps the official key names);
+    * ``gamma`` a learnable scalar, 0 at initialisation (the block starts as its shortcut).
+    """
+
+    def __init__(self, fin: int, fout: int) -> None:
+        super().__init__()
+        self.learned_shortcut = fin != fout
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.conv_r = nn.Sequential(
+            nn.Conv2d(fin, fout, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(fout, fout, 3, 1, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.conv_s: nn.Module = nn.Conv2d(fin, fout, 1) if self.learned_shortcut else UnusedConv1x1(fin, fout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self.conv_r(x)  # [B, fout, H/2, W/2]
+        short = self.conv_s(x) if self.learned_shortcut else x  # [B, fout, H, W]
+        return F.avg_pool2d(short, 2) + self.gamma * res
+
+
+class ConditionalHead(nn.Module):
+    """Sentence-conditioned logit head: ``(features [B, C, 4, 4], sent [B, cond_dim]) -> logits [B]``.
+
+    ``joint_conv`` = Conv3x3 p1 (C + cond_dim -> hidden, no bias) -> LeakyReLU(0.2) -> Conv4x4 (hidden -> 1,
+    no bias) applied to ``cat(features, sent tiled 4x4)``. The official heads return [B, 1, 1, 1]; this one
+    returns the flattened [B].
+    """
+
+    def __init__(self, in_channels: int, cond_dim: int, hidden_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.cond_dim = cond_dim
+        self.joint_conv = nn.Sequential(
+            nn.Conv2d(in_channels + cond_dim, hidden_channels, 3, 1, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(hidden_channels, 1, 4, 1, 0, bias=False),
+        )
+
+    def forward(self, features: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 4 or features.shape[1:] != (self.in_channels, 4, 4):
+            raise ValueError(f"features must be [batch, {self.in_channels}, 4, 4], "
+                             f"got shape {tuple(features.shape)}")
+        if sent_emb.shape != (features.shape[0], self.cond_dim):
+            raise ValueError(f"sent_emb must be [{features.shape[0]}, {self.cond_dim}], "
+                             f"got shape {tuple(sent_emb.shape)}")
+        tiled = sent_emb[:, :, None, None].expand(-1, -1, 4, 4)  # [B, cond_dim, 4, 4]
+        out = self.joint_conv(torch.cat((features, tiled), dim=1))  # [B, 1, 1, 1]
+        return out.reshape(features.shape[0])
