@@ -145,3 +145,14 @@ def synthbirds_small(tmp_path_factory: pytest.TempPathFactory) -> SynthBirds:
     root = tmp_path_factory.mktemp("synthbirds") / "synthbirds"
     manifest = prepare_synthbirds(root, SYNTH_SPEC, workers=1, progress=False)
     return SynthBirds(root, SYNTH_SPEC, manifest)
+
+
+def official_fixtures_dir() -> Path:
+    """``../shared/fixtures/official`` beside the checkout (or $T2IGAN_FIXTURES)."""
+    import os
+
+    env = os.environ.get("T2IGAN_FIXTURES")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
+    if os.environ.get("CI") and not path.is_dir():  # in CI a missing fixture must fail, not skip
+        raise RuntimeError(f"official fixtures not found at {path} (set T2IGAN_FIXTURES)")
+    return path

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import official_fixtures_dir
 from t2igan.convert import (
     convert_damsm,
     import_damsm_image_encoder,
@@ -19,7 +20,7 @@ from t2igan.models.base import ModelLoadError
 from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder
 from t2igan.text.vocab import END_TOKEN, Vocabulary
 
-FIXTURES = Path("/work/shared/fixtures/official")
+FIXTURES = official_fixtures_dir()
 TEXT_FIXTURE = FIXTURES / "damsm_text_encoder_vocab40.pt"
 SHAPES = FIXTURES / "state_dict_shapes.json"
 

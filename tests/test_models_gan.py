@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import official_fixtures_dir
 from t2igan.config import ConfigError
 from t2igan.models.base import load_state_strict
 from t2igan.models.dfgan import (
@@ -32,7 +32,7 @@ from t2igan.models.ssagan import (
     ssagan_generator_channels,
 )
 
-FIXTURES = Path("/work/shared/fixtures/official")
+FIXTURES = official_fixtures_dir()
 TOL = 1e-4
 
 
