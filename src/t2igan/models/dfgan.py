@@ -30,7 +30,14 @@ from torch import nn
 
 from t2igan.config import ConfigBase
 from t2igan.models.base import ModelBase
-from t2igan.models.layers import AffineMLP, ConditionalHead, ResDownBlock, check_image_size, num_doublings
+from t2igan.models.layers import (
+    AffineMLP,
+    ConditionalHead,
+    ResDownBlock,
+    check_image_size,
+    check_positive,
+    num_doublings,
+)
 
 __all__ = [
     "DFBlock",
@@ -63,12 +70,6 @@ def dfgan_discriminator_channels(ndf: int, image_size: int) -> list[tuple[int, i
     return list(zip(w[:-1], w[1:]))
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 # ================================================================================================ generator
 
 
@@ -82,7 +83,7 @@ class DFGANGeneratorConfig(ConfigBase):
     image_size: int = 256
 
     def __post_init__(self) -> None:
-        _check_positive(ngf=self.ngf, nz=self.nz, cond_dim=self.cond_dim)
+        check_positive(ngf=self.ngf, nz=self.nz, cond_dim=self.cond_dim)
         check_image_size(self.image_size)
 
     @property
@@ -193,7 +194,7 @@ class DFGANDiscriminatorConfig(ConfigBase):
     image_size: int = 256
 
     def __post_init__(self) -> None:
-        _check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
+        check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
         check_image_size(self.image_size)
 
     @property

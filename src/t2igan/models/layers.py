@@ -25,6 +25,7 @@ __all__ = [
     "IMAGE_SIZES",
     "AffineMLP",
     "ConditionalHead",
+    "check_positive",
     "ResDownBlock",
     "UnusedConv1x1",
     "check_image_size",
@@ -32,6 +33,13 @@ __all__ = [
 ]
 
 IMAGE_SIZES: tuple[int, ...] = (64, 128, 256)
+
+
+def check_positive(**values: int) -> None:
+    """Every value must be a positive int (not a bool); the error names the field."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_image_size(size: int, owner: str = "image_size") -> int:

@@ -40,7 +40,14 @@ from torch import nn
 
 from t2igan.config import ConfigBase
 from t2igan.models.base import ModelBase
-from t2igan.models.layers import AffineMLP, ConditionalHead, ResDownBlock, check_image_size, num_doublings
+from t2igan.models.layers import (
+    AffineMLP,
+    ConditionalHead,
+    ResDownBlock,
+    check_image_size,
+    check_positive,
+    num_doublings,
+)
 
 __all__ = [
     "SSACNAffine",
@@ -70,12 +77,6 @@ def ssagan_discriminator_channels(ndf: int, image_size: int) -> list[tuple[int, 
     return plan[: num_doublings(image_size)]
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 # ================================================================================================ generator
 
 
@@ -91,7 +92,7 @@ class SSAGANGeneratorConfig(ConfigBase):
     formulation: Formulation = "official"
 
     def __post_init__(self) -> None:
-        _check_positive(ngf=self.ngf, nz=self.nz, cond_dim=self.cond_dim, mask_hidden=self.mask_hidden)
+        check_positive(ngf=self.ngf, nz=self.nz, cond_dim=self.cond_dim, mask_hidden=self.mask_hidden)
         check_image_size(self.image_size)
         if self.formulation not in _FORMULATIONS:
             raise ValueError(f"formulation must be one of {', '.join(_FORMULATIONS)}, got {self.formulation!r}")
@@ -245,7 +246,7 @@ class SSAGANDiscriminatorConfig(ConfigBase):
     image_size: int = 256
 
     def __post_init__(self) -> None:
-        _check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
+        check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
         check_image_size(self.image_size)
 
     @property
