@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["tensor_to_pil", "captioned_grid"]
+__all__ = ["tensor_to_pil", "captioned_grid", "mask_overlay", "mask_strip"]
 
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -50,3 +50,28 @@ def captioned_grid(images: Sequence[Image.Image], captions: Sequence[str], *, co
         for k, line in enumerate(wrapped):
             draw.text((x, y + cell + 3 + k * line_h), line, fill=(20, 20, 20), font=font)
     return grid
+
+
+def mask_overlay(image: Image.Image, mask: torch.Tensor, alpha: float = 0.6) -> Image.Image:
+    """A [h, w] mask in [0, 1] as a heat map (blue = 0, red = 1) over ``image`` (resized bilinearly)."""
+    m = mask.detach().float().cpu().clamp(0, 1)
+    m = torch.nn.functional.interpolate(m[None, None], size=(image.height, image.width), mode="bilinear",
+                                        align_corners=False)[0, 0].numpy()
+    heat = np.stack([m, 1.0 - 2.0 * np.abs(m - 0.5), 1.0 - m], axis=-1) * 255.0
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return Image.fromarray((base * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8))
+
+
+def mask_strip(image: Image.Image, masks: Sequence[torch.Tensor], cell: int = 128) -> Image.Image:
+    """The image, then one overlay per mask (each labelled with its resolution), side by side."""
+    font = ImageFont.load_default(size=11)
+    big = image.resize((cell, cell), Image.BILINEAR)
+    strip = Image.new("RGB", ((len(masks) + 1) * cell, cell + 16), (255, 255, 255))
+    strip.paste(big, (0, 0))
+    draw = ImageDraw.Draw(strip)
+    draw.text((2, cell + 2), "image", fill=(20, 20, 20), font=font)
+    for k, m in enumerate(masks, start=1):
+        m2 = m.squeeze()
+        strip.paste(mask_overlay(big, m2), (k * cell, 0))
+        draw.text((k * cell + 2, cell + 2), f"mask {m2.shape[-1]}x{m2.shape[-2]}", fill=(20, 20, 20), font=font)
+    return strip

@@ -1,0 +1,129 @@
+"""Families and the exported model directory.
+
+``FAMILIES`` maps a family name to its generator/discriminator classes. An exported model directory (what
+``T2IPipeline.from_pretrained`` opens, what ``t2igan convert`` and training write) holds::
+
+    pipeline.json        {"format", "family", "t2igan_version", "components": {name: class}, "words_num", ...}
+    generator/           config.json + model.safetensors
+    text_encoder/        config.json + model.safetensors
+    discriminator/       (optional) config.json + model.safetensors
+    vocab.json
+
+:func:`write_model_dir` and :func:`read_model_dir` are the only code that knows this layout. Reading is strict:
+a missing file, a config with an unknown key or wrong type, a truncated weights file or a shape mismatch is a
+:class:`~t2igan.models.base.ModelLoadError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2igan.models.base import ModelBase, ModelLoadError
+from t2igan.models.damsm import ImageEncoder, TextEncoder
+from t2igan.models.dfgan import DFGANDiscriminator, DFGANGenerator
+from t2igan.models.ssagan import SSAGANDiscriminator, SSAGANGenerator
+from t2igan.registry import Registry
+from t2igan.text.vocab import Vocabulary
+from t2igan.utils.io import read_json, write_json_atomic
+
+__all__ = ["Family", "FAMILIES", "COMPONENT_CLASSES", "ModelDir", "write_model_dir", "read_model_dir",
+           "PIPELINE_FORMAT"]
+
+PIPELINE_FORMAT = "t2igan.pipeline/1"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    generator: type[ModelBase]
+    discriminator: type[ModelBase]
+    has_masks: bool  # the generator returns (image, masks)
+
+
+FAMILIES: Registry[Family] = Registry("family")
+FAMILIES.register("ssagan", Family("ssagan", SSAGANGenerator, SSAGANDiscriminator, has_masks=True))
+FAMILIES.register("dfgan", Family("dfgan", DFGANGenerator, DFGANDiscriminator, has_masks=False))
+
+COMPONENT_CLASSES: dict[str, type[ModelBase]] = {
+    cls.__name__: cls
+    for cls in (SSAGANGenerator, SSAGANDiscriminator, DFGANGenerator, DFGANDiscriminator, TextEncoder,
+                ImageEncoder)
+}
+
+
+@dataclass
+class ModelDir:
+    family: str
+    components: dict[str, ModelBase]
+    vocab: Vocabulary
+    meta: dict[str, Any]
+
+
+def write_model_dir(out_dir: str | os.PathLike[str], family: str, components: dict[str, ModelBase],
+                    vocab: Vocabulary, **meta: Any) -> Path:
+    """Write an exported model directory; ``components`` needs at least 'generator' and 'text_encoder'."""
+    from t2igan import __version__
+
+    FAMILIES.get(family)
+    for required in ("generator", "text_encoder"):
+        if required not in components:
+            raise ValueError(f"a model directory needs a {required!r} component")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, module in components.items():
+        module.save_pretrained(out / name)
+    vocab.save(out / "vocab.json")
+    write_json_atomic(out / "pipeline.json", {
+        "format": PIPELINE_FORMAT, "family": family, "t2igan_version": __version__,
+        "components": {name: type(m).__name__ for name, m in components.items()}, **meta})
+    return out
+
+
+def read_model_dir(directory: str | os.PathLike[str], *, components: tuple[str, ...] | None = None,
+                   map_location: str | torch.device = "cpu") -> ModelDir:
+    """Read an exported model directory (all components, or only those named)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ModelLoadError(f"model directory not found: {d}")
+    path = d / "pipeline.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{path} not found: {d} is not a t2igan model directory "
+                             "(official checkpoints are imported with `t2igan convert`)")
+    try:
+        meta = read_json(path)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if not isinstance(meta, dict) or meta.get("format") != PIPELINE_FORMAT:
+        raise ModelLoadError(f"{path}: not a {PIPELINE_FORMAT} file")
+    family = meta.get("family")
+    if family not in FAMILIES:
+        raise ModelLoadError(f"{path}: unknown family {family!r}; known: {', '.join(FAMILIES.names())}")
+    listed = meta.get("components")
+    if not isinstance(listed, dict) or "generator" not in listed or "text_encoder" not in listed:
+        raise ModelLoadError(f"{path}: 'components' must name at least 'generator' and 'text_encoder'")
+    wanted = components if components is not None else tuple(listed)
+    loaded: dict[str, ModelBase] = {}
+    for name in wanted:
+        if name not in listed:
+            raise ModelLoadError(f"{path}: has no {name!r} component (it has {', '.join(listed)})")
+        cls = COMPONENT_CLASSES.get(listed[name])
+        if cls is None:
+            raise ModelLoadError(f"{path}: component {name!r} has unknown class {listed[name]!r}")
+        loaded[name] = cls.from_pretrained(d / name, map_location=map_location)
+    vocab_path = d / "vocab.json"
+    if not vocab_path.is_file():
+        raise ModelLoadError(f"vocabulary file not found: {vocab_path}")
+    try:
+        vocab = Vocabulary.load(vocab_path)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    te = loaded.get("text_encoder")
+    if te is not None and te.config.vocab_size != len(vocab):
+        raise ModelLoadError(f"{vocab_path}: has {len(vocab)} words but the text encoder embeds "
+                             f"{te.config.vocab_size}")
+    return ModelDir(family, loaded, vocab, meta)

@@ -1,0 +1,130 @@
+"""T2IPipeline: prompts in, images (and SSA-GAN's masks) out.
+
+``T2IPipeline.from_pretrained(dir, device=...)`` opens an exported model directory (see
+:mod:`t2igan.models.registry`); ``pipe(prompts, seed=0, num_images_per_prompt=1)`` runs without gradients.
+
+Noise for image ``i`` (images are numbered prompt by prompt: prompt ``p``'s ``k``-th image is
+``i = p * num_images_per_prompt + k``) is drawn on the CPU from a generator seeded by ``(seed, i)``, and the
+networks run in eval mode, so the same prompt and seed give the same image at any batch size and on any device
+(up to floating-point differences between devices).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from t2igan.models.registry import FAMILIES, read_model_dir
+from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
+from t2igan.utils.image import tensor_to_pil
+
+__all__ = ["T2IPipeline", "T2IOutput", "image_noise"]
+
+
+@dataclass
+class T2IOutput:
+    images: list[Image.Image]  # one PIL image per generated image
+    tensors: torch.Tensor  # [N, 3, H, W] in [-1, 1], on the CPU
+    masks: list[torch.Tensor] | None  # SSA-GAN: each block's mask [N, 1, h, w]; None for other families
+    seeds: list[tuple[int, int]]  # (seed, image index) that drew each image's noise
+    prompts: list[str]  # the prompt of each image
+    words: list[list[str]]  # the words of each prompt that the text encoder saw
+    unknown_words: list[list[str]]  # words of each prompt that were dropped
+
+
+def image_noise(seed: int, index: int, nz: int, truncation: float | None = None) -> torch.Tensor:
+    """The noise vector of image ``index`` under ``seed``: N(0, 1), or ``truncation * TruncNormal(-2, 2)``
+    (DF-GAN's truncated sampling) when ``truncation`` is given."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)])
+    g = torch.Generator().manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> 1))
+    z = torch.randn(nz, generator=g)
+    if truncation is None:
+        return z
+    for _ in range(100):  # resample values outside [-2, 2]
+        bad = z.abs() > 2
+        if not bad.any():
+            break
+        z[bad] = torch.randn(int(bad.sum()), generator=g)
+    return truncation * z
+
+
+class T2IPipeline:
+    """A text encoder and a generator with the vocabulary that maps prompts to word ids."""
+
+    def __init__(self, family: str, generator, text_encoder, vocab: Vocabulary, *, words_num: int = 18,
+                 device: str | torch.device = "cpu") -> None:
+        self.family = family
+        self.has_masks = FAMILIES.get(family).has_masks
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        self.text_encoder = text_encoder.to(self.device).eval()
+        self.vocab = vocab
+        self.words_num = words_num
+        self.nz = generator.config.nz
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> T2IPipeline:
+        device = _resolve_device(device)
+        md = read_model_dir(Path(directory), components=("generator", "text_encoder"))
+        return cls(md.family, md.components["generator"], md.components["text_encoder"], md.vocab,
+                   words_num=int(md.meta.get("words_num", 18)), device=device)
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[EncodedPrompt]:
+        """Prompts -> word ids, by the vocabulary policy (unknown words dropped with a warning)."""
+        out = []
+        for p in prompts:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                out.append(self.vocab.encode_prompt(p, self.words_num))
+        return out
+
+    @torch.no_grad()
+    def __call__(self, prompts: str | Sequence[str], seed: int = 0, num_images_per_prompt: int = 1, *,
+                 truncation: float | None = None, batch_size: int = 16) -> T2IOutput:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, Sequence) or not prompts:
+            raise PromptError("give at least one prompt")
+        if num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
+        encoded = self.encode_prompts(prompts)
+        jobs = [(p, k) for p in range(len(prompts)) for k in range(num_images_per_prompt)]
+        images, masks = [], []
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            ids = [encoded[p].ids for p, _ in chunk]
+            caps = torch.zeros(len(chunk), max(len(x) for x in ids), dtype=torch.long)
+            for r, x in enumerate(ids):
+                caps[r, :len(x)] = torch.as_tensor(x)
+            lengths = torch.as_tensor([len(x) for x in ids])
+            _, sent = self.text_encoder(caps.to(self.device), lengths)
+            noise = torch.stack([image_noise(seed, start + r, self.nz, truncation) for r in range(len(chunk))])
+            out = self.generator(noise.to(self.device), sent)
+            if self.has_masks:
+                img, m = out
+                masks.append([x.float().cpu() for x in m])
+            else:
+                img = out
+            images.append(img.float().cpu())
+        tensors = torch.cat(images)
+        mask_list = [torch.cat([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
+        return T2IOutput(
+            images=tensor_to_pil(tensors), tensors=tensors, masks=mask_list,
+            seeds=[(seed, i) for i in range(len(jobs))], prompts=[prompts[p] for p, _ in jobs],
+            words=[encoded[p].words for p, _ in jobs], unknown_words=[encoded[p].unknown for p, _ in jobs])
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+    return dev
