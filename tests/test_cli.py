@@ -98,3 +98,43 @@ def test_quickstart_refuses_a_budget_too_small(tmp_path):
             "--minutes", "0.1")
     assert r.returncode == 2
     assert "--minutes" in r.stderr
+
+
+def test_convert_official_ssagan_then_sample(tmp_path, capsys):
+    """The official-format fixture through `t2igan convert ssagan` and `t2igan sample`."""
+    import pickle
+
+    import torch
+
+    from conftest import official_fixtures_dir
+    from t2igan.cli import main
+
+    fx = official_fixtures_dir()
+    if not (fx / "ssagan_ngf8.pt").is_file():
+        pytest.skip(f"official fixtures not available at {fx}")
+    gan = torch.load(fx / "ssagan_ngf8.pt", weights_only=True)
+    damsm = torch.load(fx / "damsm_text_encoder_vocab40.pt", weights_only=True)
+    torch.save({f"module.{k}": v for k, v in gan["netG"].items()}, tmp_path / "netG_550.pth")
+    torch.save(damsm["text_encoder"], tmp_path / "text_encoder200.pth")
+    words = ["<end>", "a", "small", "bird", "with", "red", "crown"] + [f"w{i}" for i in range(33)]
+    with open(tmp_path / "captions.pickle", "wb") as f:
+        pickle.dump([[[1, 2, 3]], [[3, 4, 5]], dict(enumerate(words)), {w: i for i, w in enumerate(words)}], f,
+                    protocol=2)
+    model = tmp_path / "model"
+    assert main(["convert", "ssagan", "--netG", str(tmp_path / "netG_550.pth"), "--text-encoder",
+                 str(tmp_path / "text_encoder200.pth"), "--captions", str(tmp_path / "captions.pickle"),
+                 "--out", str(model)]) == 0
+    assert main(["sample", "--model", str(model), "--prompt", "a small bird with a red crown", "--masks",
+                 "--out", str(tmp_path / "s")]) == 0
+    img = Image.open(tmp_path / "s" / "p000_00.png")
+    assert img.size == (256, 256)
+    assert Image.open(tmp_path / "s" / "masks" / "p000_00.png").width == 8 * 128  # image + 7 masks
+    # a vocabulary that does not fit the encoder is refused, naming both sizes
+    with open(tmp_path / "captions41.pickle", "wb") as f:
+        w41 = [*words, "extra"]
+        pickle.dump([[], [], dict(enumerate(w41)), {w: i for i, w in enumerate(w41)}], f, protocol=2)
+    assert main(["convert", "ssagan", "--netG", str(tmp_path / "netG_550.pth"), "--text-encoder",
+                 str(tmp_path / "text_encoder200.pth"), "--captions", str(tmp_path / "captions41.pickle"),
+                 "--out", str(tmp_path / "model41")]) == 2
+    err = capsys.readouterr().err
+    assert "41" in err and "40" in err

@@ -224,6 +224,33 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                         "against the encoder and saved as vocab.json)")
     d.add_argument("--out", required=True, help="output directory")
     d.set_defaults(func=cmd_convert_damsm)
+    for fam, what in (("ssagan", "SSA-GAN netG_*.pth (and netD_*.pth)"),
+                      ("dfgan", "DF-GAN CVPR 2022 state_epoch_*.pth")):
+        g = kinds.add_parser(fam, help=f"{what} with the DAMSM text encoder",
+                             description=f"Import {what} together with the DAMSM text encoder and the "
+                                         "captions.pickle it was trained with, into a model directory that "
+                                         "`t2igan sample` and T2IPipeline open.")
+        if fam == "ssagan":
+            g.add_argument("--netG", required=True, help="official netG_*.pth")
+            g.add_argument("--netD", default=None, help="official netD_*.pth (optional)")
+        else:
+            g.add_argument("--state-epoch", required=True, help="official state_epoch_*.pth")
+        g.add_argument("--text-encoder", required=True, help="the DAMSM text_encoder*.pth the GAN was trained with")
+        g.add_argument("--captions", required=True, help="the dataset's captions.pickle / captions_DAMSM.pickle")
+        g.add_argument("--words-num", type=int, default=18, help="longest prompt in words (official: 18)")
+        g.add_argument("--out", required=True, help="output model directory")
+        g.set_defaults(func=cmd_convert_gan, family_name=fam)
+
+
+def cmd_convert_gan(args: argparse.Namespace) -> int:
+    from t2igan.convert.official import convert_gan
+
+    kwargs = ({"netG": args.netG, "netD": args.netD} if args.family_name == "ssagan"
+              else {"state_epoch": args.state_epoch})
+    out = convert_gan(args.family_name, text_encoder=args.text_encoder, captions=args.captions,
+                      out_dir=args.out, words_num=args.words_num, **kwargs)
+    print(f"wrote {out}; try: t2igan sample --model {out} --prompt \"a small bird with a red crown\" --out samples")
+    return 0
 
 
 def cmd_convert_damsm(args: argparse.Namespace) -> int:

@@ -2,9 +2,20 @@
 
 from t2igan.convert.official import (
     convert_damsm,
+    convert_gan,
     import_damsm_image_encoder,
     import_damsm_text_encoder,
+    import_dfgan,
+    import_ssagan,
     strip_module_prefix,
 )
 
-__all__ = ["convert_damsm", "import_damsm_image_encoder", "import_damsm_text_encoder", "strip_module_prefix"]
+__all__ = [
+    "convert_damsm",
+    "convert_gan",
+    "import_damsm_image_encoder",
+    "import_damsm_text_encoder",
+    "import_dfgan",
+    "import_ssagan",
+    "strip_module_prefix",
+]

@@ -9,11 +9,18 @@ checkpoints written before PyTorch 0.4.1; those counters are set to 0, as PyTorc
 
 :func:`convert_damsm` turns a pair of official encoders plus the ``captions.pickle`` they were trained with into
 a t2igan directory (``text_encoder/``, ``image_encoder/``, ``vocab.json``).
+
+:func:`import_ssagan` reads SSA-GAN ``netG_*.pth`` / ``netD_*.pth`` (bare state dicts, usually ``module.``-prefixed)
+and :func:`import_dfgan` DF-GAN (CVPR 2022) ``state_epoch_*.pth`` files (``{'model': {'netG', 'netD', 'netC'},
+'optimizers': ..., 'epoch': ...}``) or bare ``netG`` state dicts; both infer the network sizes from the tensors.
+:func:`convert_gan` combines a GAN, its DAMSM text encoder and ``captions.pickle`` into an exported model directory
+(:func:`t2igan.models.registry.write_model_dir`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,13 +36,34 @@ from t2igan.models.damsm import (
     TextEncoderConfig,
     fill_missing_bn_counters,
 )
+from t2igan.models.dfgan import (
+    DFGANDiscriminator,
+    DFGANDiscriminatorConfig,
+    DFGANGenerator,
+    DFGANGeneratorConfig,
+    dfgan_discriminator_channels,
+    dfgan_generator_channels,
+)
+from t2igan.models.layers import IMAGE_SIZES
+from t2igan.models.registry import FAMILIES, write_model_dir
+from t2igan.models.ssagan import (
+    SSAGANDiscriminator,
+    SSAGANDiscriminatorConfig,
+    SSAGANGenerator,
+    SSAGANGeneratorConfig,
+    ssagan_discriminator_channels,
+    ssagan_generator_channels,
+)
 from t2igan.text.vocab import Vocabulary
 
 __all__ = [
     "StateSource",
     "convert_damsm",
+    "convert_gan",
     "import_damsm_image_encoder",
     "import_damsm_text_encoder",
+    "import_dfgan",
+    "import_ssagan",
     "load_official_state",
     "load_state_exact",
     "strip_module_prefix",
@@ -176,3 +204,309 @@ def convert_damsm(text_encoder_path: str | os.PathLike[str],
     if vocab is not None:
         vocab.save(out / "vocab.json")
     return out
+
+
+# ================================================================================================ SSA-GAN / DF-GAN
+
+
+def _source_name(src: StateSource, role: str) -> str:
+    """How a checkpoint is named in messages and in ``pipeline.json``: its path, or ``<role state dict>``."""
+    return f"<{role} state dict>" if isinstance(src, Mapping) else str(Path(src))
+
+
+def _load_gan_state(src: StateSource, role: str) -> tuple[dict[str, torch.Tensor], str]:
+    """:func:`load_official_state`, with a mapping named after its role (``<netG state dict>``) in messages."""
+    state, source = load_official_state(src)
+    return state, _source_name(src, role) if isinstance(src, Mapping) else source
+
+
+def _block_count(state: Mapping[str, torch.Tensor], prefix: str, source: str) -> int:
+    """How many ``{prefix}{k}.*`` blocks the state dict holds; they must be numbered 0..n-1."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.")
+    found = sorted({int(m.group(1)) for key in state if (m := pattern.match(key))})
+    if found != list(range(len(found))):
+        raise ModelLoadError(f"{source}: the '{prefix}{{k}}' blocks are numbered {found}, expected 0..{len(found) - 1}")
+    return len(found)
+
+
+def _size_from_blocks(n_blocks: int, plan: Any, width: int, prefix: str, source: str, what: str) -> int:
+    """The image size whose channel ``plan(width, size)`` has ``n_blocks`` blocks."""
+    sizes = {len(plan(width, size)): size for size in IMAGE_SIZES}
+    if n_blocks not in sizes:
+        options = [f"{n} ({size} px)" for n, size in sorted(sizes.items())]
+        known = ", ".join(options[:-1]) + f" or {options[-1]}"
+        raise ModelLoadError(f"{source}: has {n_blocks} '{prefix}{{k}}' blocks; an official {what} has {known}")
+    return sizes[n_blocks]
+
+
+def _multiple_of(value: int, unit: int, key: str, tensor: torch.Tensor, source: str) -> int:
+    if value < unit or value % unit:
+        raise ModelLoadError(f"{source}: tensor {key!r} has shape {tuple(tensor.shape)}; its size {value} is not a "
+                             f"positive multiple of {unit}")
+    return value // unit
+
+
+def _cond_from(tensor: torch.Tensor, key: str, other: int, other_name: str, source: str) -> int:
+    """``cond_dim`` = the in-features of ``tensor`` minus the ``other`` inputs concatenated before it."""
+    cond_dim = int(tensor.shape[1]) - other
+    if cond_dim < 1:
+        raise ModelLoadError(f"{source}: tensor {key!r} has shape {tuple(tensor.shape)}; its {tensor.shape[1]} "
+                             f"inputs leave no room for a sentence embedding after {other_name} = {other}")
+    return cond_dim
+
+
+def _make_config(cls: Any, source: str, **values: Any) -> Any:
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ModelLoadError(f"{source}: the sizes read from the tensors give no valid {cls.__name__}: {exc}") from exc
+
+
+def _check_pair(g_cfg: Any, d_cfg: Any, g_source: str, d_source: str) -> None:
+    """The generator and discriminator of one model share the image size and the sentence-embedding size."""
+    for field, what in (("image_size", "image size"), ("cond_dim", "sentence-embedding size (cond_dim)")):
+        g_val, d_val = getattr(g_cfg, field), getattr(d_cfg, field)
+        if g_val != d_val:
+            raise ModelLoadError(f"the generator {g_source} has {what} {g_val} but the discriminator {d_source} has "
+                                 f"{d_val}; they are not parts of the same model")
+
+
+def _ssagan_generator_config(state: Mapping[str, torch.Tensor], source: str) -> SSAGANGeneratorConfig:
+    what = "SSA-GAN netG"
+    fc = _require(state, "fc.weight", 2, source, what)  # [8*ngf*4*4, nz]
+    ngf = _multiple_of(int(fc.shape[0]), 8 * 4 * 4, "fc.weight", fc, source)
+    size = _size_from_blocks(_block_count(state, "block", source), ssagan_generator_channels, ngf, "block",
+                             source, what)
+    lin = _require(state, "block0.affine0.fc_gamma.linear1.weight", 2, source, what)  # [cond_dim, cond_dim]
+    mask = _require(state, "conv_mask.0.weight", 4, source, what)  # [mask_hidden, 8*ngf, 3, 3]
+    return _make_config(SSAGANGeneratorConfig, source, ngf=ngf, nz=int(fc.shape[1]), cond_dim=int(lin.shape[1]),
+                        image_size=size, mask_hidden=int(mask.shape[0]), formulation="official")
+
+
+def _ssagan_discriminator_config(state: Mapping[str, torch.Tensor], source: str) -> SSAGANDiscriminatorConfig:
+    what = "SSA-GAN netD"
+    conv = _require(state, "conv_img.weight", 4, source, what)  # [ndf, 3, 3, 3]
+    ndf = int(conv.shape[0])
+    size = _size_from_blocks(_block_count(state, "block", source), ssagan_discriminator_channels, ndf, "block",
+                             source, what)
+    features = ssagan_discriminator_channels(ndf, size)[-1][1]  # 16 * ndf
+    key = "COND_DNET.joint_conv.0.weight"  # [2*ndf, features + cond_dim, 3, 3]
+    cond_dim = _cond_from(_require(state, key, 4, source, what), key, features, "the feature channels", source)
+    return _make_config(SSAGANDiscriminatorConfig, source, ndf=ndf, cond_dim=cond_dim, image_size=size)
+
+
+def import_ssagan(netG: StateSource,  # noqa: N803 -- the official name
+                  netD: StateSource | None = None) -> tuple[SSAGANGenerator, SSAGANDiscriminator | None]:  # noqa: N803
+    """Build SSA-GAN modules from official ``netG_*.pth`` (and ``netD_*.pth``) files or state dicts.
+
+    The files are bare state dicts, with or without the ``module.`` prefix of SSA-GAN's ``DataParallel``
+    wrappers. The sizes are read from the tensors: ``ngf`` and ``nz`` from ``fc.weight`` [8*ngf*16, nz], the image
+    size from the number of ``block{k}`` (7: 256 px, 6: 128 px, 5: 64 px), ``cond_dim`` from
+    ``block0.affine0.fc_gamma.linear1.weight``; for the discriminator ``ndf`` from ``conv_img.weight``, the image
+    size from its ``block{j}`` count (6 / 5 / 4) and ``cond_dim`` from ``COND_DNET.joint_conv.0.weight``. Loading is
+    exact (every tensor used, every parameter filled, shapes equal). Returns ``(generator, discriminator or
+    None)`` in eval mode.
+    """
+    g_state, g_source = _load_gan_state(netG, "netG")
+    g_config = _ssagan_generator_config(g_state, g_source)
+    d_state: dict[str, torch.Tensor] | None = None
+    d_config: SSAGANDiscriminatorConfig | None = None
+    d_source = ""
+    if netD is not None:
+        d_state, d_source = _load_gan_state(netD, "netD")
+        d_config = _ssagan_discriminator_config(d_state, d_source)
+        _check_pair(g_config, d_config, g_source, d_source)
+    generator = SSAGANGenerator(g_config)
+    load_state_exact(generator, g_state, source=g_source)
+    discriminator = None
+    if d_state is not None and d_config is not None:
+        discriminator = SSAGANDiscriminator(d_config)
+        load_state_exact(discriminator, d_state, source=d_source)
+        discriminator.eval()
+    return generator.eval(), discriminator
+
+
+def _read_checkpoint_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)``: a file with arbitrary Python objects is refused, not unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        message = str(exc)
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+        if unsafe:
+            raise ModelLoadError(
+                f"{path}: holds non-tensor Python objects ({unsafe.group(1)}) and is refused for safety: only "
+                "checkpoints of tensors, numbers, strings and plain containers are read (torch.load with "
+                "weights_only=True). If you trust the file, load it yourself and pass the resulting dict") from exc
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", message, re.S)
+        reason = (detail.group(1) if detail else message).strip().splitlines()[0][:200] if message else ""
+        raise ModelLoadError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {reason})") from exc
+
+
+def _tensor_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """Check that ``obj`` is a state dict of tensors and strip ``module.`` (DDP) from its keys."""
+    if not isinstance(obj, Mapping):
+        raise ModelLoadError(f"{source}: expected a state dict, got {type(obj).__name__}")
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ModelLoadError(f"{source}: entry {key!r} is a {type(value).__name__}, expected a tensor")
+    return strip_module_prefix(obj)
+
+
+def _dfgan_parts(raw: Any, source: str) -> dict[str, tuple[dict[str, torch.Tensor], str]]:
+    """``{'netG': (state, source), 'netD': ..., 'netC': ...}`` of a state_epoch dict or a bare netG state dict."""
+    if not isinstance(raw, Mapping):
+        raise ModelLoadError(f"{source}: expected a DF-GAN state_epoch dict or a netG state dict, "
+                             f"got {type(raw).__name__}")
+    if "model" not in raw:
+        if raw and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items()):
+            return {"netG": (strip_module_prefix(raw), source)}  # a bare netG state dict
+        keys = _names(sorted(map(str, raw))) or "none"
+        raise ModelLoadError(f"{source}: not a DF-GAN checkpoint: it has no 'model' entry holding netG/netD/netC "
+                             f"and is not a netG state dict; its keys: {keys}")
+    model = raw["model"]
+    if not isinstance(model, Mapping) or "netG" not in model:
+        has = (_names(sorted(map(str, model))) or "none") if isinstance(model, Mapping) else type(model).__name__
+        raise ModelLoadError(f"{source}: its 'model' entry has no 'netG' (it has: {has})")
+    parts = {}
+    for name in ("netG", "netD", "netC"):
+        if name in model:
+            part_source = f"{source}['model']['{name}']"
+            parts[name] = (_tensor_state(model[name], part_source), part_source)
+    if ("netD" in parts) != ("netC" in parts):
+        have, lack = ("netD", "netC") if "netD" in parts else ("netC", "netD")
+        raise ModelLoadError(f"{source}: its 'model' entry has {have} but no {lack}; the discriminator needs both")
+    return parts
+
+
+def _dfgan_generator_config(state: Mapping[str, torch.Tensor], source: str) -> DFGANGeneratorConfig:
+    what = "DF-GAN netG"
+    fc = _require(state, "fc.weight", 2, source, what)  # [8*ngf*4*4, nz]
+    ngf = _multiple_of(int(fc.shape[0]), 8 * 4 * 4, "fc.weight", fc, source)
+    nz = int(fc.shape[1])
+    size = _size_from_blocks(_block_count(state, "GBlocks.", source), dfgan_generator_channels, ngf, "GBlocks.",
+                             source, what)
+    key = "GBlocks.0.fuse1.affine0.fc_gamma.linear1.weight"  # [8*ngf, nz + cond_dim]
+    cond_dim = _cond_from(_require(state, key, 2, source, what), key, nz, "nz", source)
+    return _make_config(DFGANGeneratorConfig, source, ngf=ngf, nz=nz, cond_dim=cond_dim, image_size=size)
+
+
+def _dfgan_discriminator_config(d_state: Mapping[str, torch.Tensor], d_source: str,
+                                c_state: Mapping[str, torch.Tensor], c_source: str) -> DFGANDiscriminatorConfig:
+    conv = _require(d_state, "conv_img.weight", 4, d_source, "DF-GAN netD")  # [ndf, 3, 3, 3]
+    ndf = int(conv.shape[0])
+    size = _size_from_blocks(_block_count(d_state, "DBlocks.", d_source), dfgan_discriminator_channels, ndf,
+                             "DBlocks.", d_source, "DF-GAN netD")
+    features = dfgan_discriminator_channels(ndf, size)[-1][1]  # 8 * ndf
+    key = "joint_conv.0.weight"  # [2*ndf, features + cond_dim, 3, 3]
+    cond_dim = _cond_from(_require(c_state, key, 4, c_source, "DF-GAN netC"), key, features,
+                          "netD's feature channels", c_source)
+    return _make_config(DFGANDiscriminatorConfig, d_source, ndf=ndf, cond_dim=cond_dim, image_size=size)
+
+
+def import_dfgan(state_epoch: StateSource) -> tuple[DFGANGenerator, DFGANDiscriminator | None]:
+    """Build DF-GAN (CVPR 2022) modules from an official ``state_epoch_*.pth`` (path or loaded dict).
+
+    The file is ``{'model': {'netG', 'netD', 'netC'}, 'optimizers': ..., 'epoch': ...}`` (keys of the state dicts
+    may carry ``module.`` from DDP); a bare ``netG`` state dict is accepted too (then no discriminator). The file
+    is read with ``torch.load(weights_only=True)``: one holding other Python objects is refused. Sizes come from
+    the tensors: ``ngf``/``nz`` from ``fc.weight``, the image size from the number of ``GBlocks`` (6: 256 px,
+    5: 128, 4: 64), ``cond_dim`` from ``GBlocks.0.fuse1.affine0.fc_gamma.linear1.weight`` [8*ngf, nz + cond_dim];
+    ``ndf`` and the size from netD's ``conv_img.weight`` and ``DBlocks`` count, its ``cond_dim`` from netC's
+    ``joint_conv.0.weight``. Loading is exact. Returns ``(generator, discriminator or None)`` in eval mode.
+    """
+    if isinstance(state_epoch, Mapping):
+        source = _source_name(state_epoch, "state_epoch")
+        raw: Any = state_epoch
+    else:
+        source = str(Path(state_epoch))
+        raw = _read_checkpoint_file(state_epoch)
+    parts = _dfgan_parts(raw, source)
+    g_state, g_source = parts["netG"]
+    g_config = _dfgan_generator_config(g_state, g_source)
+    d_config: DFGANDiscriminatorConfig | None = None
+    if "netD" in parts:
+        (d_state, d_source), (c_state, c_source) = parts["netD"], parts["netC"]
+        d_config = _dfgan_discriminator_config(d_state, d_source, c_state, c_source)
+        _check_pair(g_config, d_config, g_source, d_source)
+    generator = DFGANGenerator(g_config)
+    load_state_exact(generator, g_state, source=g_source)
+    discriminator = None
+    if d_config is not None:
+        discriminator = DFGANDiscriminator(d_config)
+        load_state_exact(discriminator.D, d_state, source=d_source)
+        load_state_exact(discriminator.C, c_state, source=c_source)
+        discriminator.eval()
+    return generator.eval(), discriminator
+
+
+_GAN_IMPORTERS = ("ssagan", "dfgan")
+
+
+def convert_gan(family: str, *, netG: StateSource | None = None,  # noqa: N803 -- the official names
+                netD: StateSource | None = None,  # noqa: N803
+                state_epoch: StateSource | None = None, text_encoder: StateSource,
+                captions: str | os.PathLike[str] | None = None, out_dir: str | os.PathLike[str],
+                words_num: int = 18) -> Path:
+    """Convert an official SSA-GAN or DF-GAN model into an exported model directory; returns ``out_dir``.
+
+    ``family`` ``"ssagan"`` takes ``netG`` (and optionally ``netD``), ``"dfgan"`` takes ``state_epoch`` (a
+    ``state_epoch_*.pth`` or a bare netG state dict). ``text_encoder`` is the DAMSM ``text_encoder*.pth`` the GAN
+    was trained with and ``captions`` its ``captions.pickle`` / ``captions_DAMSM.pickle`` (required: the
+    vocabulary maps prompts to word ids; its size must equal the encoder's embedding rows). The generator's
+    ``cond_dim`` must equal the encoder's sentence-embedding size. Everything is imported and checked before
+    anything is written; then :func:`~t2igan.models.registry.write_model_dir` writes ``generator/``,
+    ``discriminator/`` (when there is one), ``text_encoder/``, ``vocab.json`` and ``pipeline.json`` (with
+    ``words_num`` and the ``source`` files).
+    """
+    FAMILIES.get(family)  # an unknown family: RegistryError listing the choices
+    if family not in _GAN_IMPORTERS:
+        raise ValueError(f"no importer of official checkpoints for family {family!r}; supported: "
+                         f"{', '.join(_GAN_IMPORTERS)}")
+    if isinstance(words_num, bool) or not isinstance(words_num, int) or words_num < 1:
+        raise ValueError(f"words_num must be a positive int, got {words_num!r}")
+    if family == "ssagan":
+        if netG is None:
+            raise ValueError("family 'ssagan' needs netG (an official SSA-GAN netG_*.pth)")
+        if state_epoch is not None:
+            raise ValueError("state_epoch is a DF-GAN checkpoint; an SSA-GAN model is given as netG (and netD)")
+    else:
+        if state_epoch is None:
+            raise ValueError("family 'dfgan' needs state_epoch (an official DF-GAN state_epoch_*.pth, or a netG "
+                             "state dict)")
+        if netG is not None or netD is not None:
+            raise ValueError("a DF-GAN model is given as state_epoch (a state_epoch_*.pth holds netG, netD and "
+                             "netC; a bare netG state dict is accepted too), not as netG/netD")
+    if captions is None:
+        raise ValueError("a vocabulary is required to map prompts to word ids: pass captions= (the "
+                         "captions.pickle / captions_DAMSM.pickle the text encoder was trained with)")
+
+    source: dict[str, str] = {}
+    if family == "ssagan":
+        assert netG is not None
+        generator, discriminator = import_ssagan(netG, netD)
+        source["netG"] = _source_name(netG, "netG")
+        if netD is not None:
+            source["netD"] = _source_name(netD, "netD")
+    else:
+        assert state_epoch is not None
+        generator, discriminator = import_dfgan(state_epoch)
+        source["state_epoch"] = _source_name(state_epoch, "state_epoch")
+    vocab = Vocabulary.from_captions_pickle(captions)
+    text = import_damsm_text_encoder(text_encoder, vocab=vocab)
+    source["text_encoder"] = _source_name(text_encoder, "text_encoder")
+    source["captions"] = str(Path(captions))
+    if generator.config.cond_dim != text.config.hidden:
+        raise ValueError(
+            f"the generator ({source.get('netG') or source['state_epoch']}) conditions on "
+            f"{generator.config.cond_dim}-d sentence embeddings but the text encoder {source['text_encoder']} "
+            f"produces {text.config.hidden}-d ones; use the text encoder the GAN was trained with")
+
+    components: dict[str, Any] = {"generator": generator}
+    if discriminator is not None:
+        components["discriminator"] = discriminator
+    components["text_encoder"] = text
+    return write_model_dir(out_dir, family, components, vocab, words_num=words_num, source=source)
