@@ -156,3 +156,24 @@ def official_fixtures_dir() -> Path:
     if os.environ.get("CI") and not path.is_dir():  # in CI a missing fixture must fail, not skip
         raise RuntimeError(f"official fixtures not found at {path} (set T2IGAN_FIXTURES)")
     return path
+
+
+def load_official_fixture(name: str) -> dict:
+    """An official fixture file, or a skip naming where it was looked for."""
+    import torch
+
+    path = official_fixtures_dir() / name
+    if not path.is_file():
+        pytest.skip(f"official fixture not available: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small networks: one thread is faster, and immune to a busy machine's thread contention."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

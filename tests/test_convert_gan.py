@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import official_fixtures_dir
+from conftest import load_official_fixture, official_fixtures_dir
 from t2igan.convert import convert_gan, import_dfgan, import_ssagan
 from t2igan.models.base import ModelLoadError
 from t2igan.models.dfgan import (
@@ -32,20 +32,10 @@ FIXTURES = official_fixtures_dir()
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small networks: one thread is faster and unaffected by a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _fixture(name: str) -> dict:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"official fixture not available: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+_fixture = load_official_fixture
 
 
 @pytest.fixture(scope="module")

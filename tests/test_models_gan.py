@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import official_fixtures_dir
+from conftest import load_official_fixture, official_fixtures_dir
 from t2igan.config import ConfigError
 from t2igan.models.base import load_state_strict
 from t2igan.models.dfgan import (
@@ -36,20 +36,10 @@ FIXTURES = official_fixtures_dir()
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are small: one thread is faster, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _fixture(name: str) -> dict:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"official fixture not available: {path}")
-    return torch.load(path, weights_only=True)
+_fixture = load_official_fixture
 
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
