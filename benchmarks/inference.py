@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="256,64")
     ap.add_argument("--ngf", default="32,64")
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--channels-last", action="store_true", help="run the generator in channels_last memory format")
     args = ap.parse_args()
     mm = matmul_gflops()
     print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}")
@@ -82,6 +83,8 @@ def main() -> None:
         for ngf in map(int, args.ngf.split(",")):
             for size in map(int, args.sizes.split(",")):
                 g = build(family, ngf, size)
+                if args.channels_last:
+                    g = g.to(memory_format=torch.channels_last)
                 for batch in map(int, args.batches.split(",")):
                     gen = torch.Generator().manual_seed(1)
                     noise = torch.randn(batch, 100, generator=gen)
@@ -91,6 +94,7 @@ def main() -> None:
                     gflop = fc.get_total_flops() / 1e9 / batch
                     t32, out32 = timed(g, noise, sent, False, args.repeats)
                     row = {"family": family, "ngf": ngf, "size": size, "batch": batch,
+                           "channels_last": args.channels_last,
                            "gflop_per_image": round(gflop, 2), "fp32_s_per_image": round(t32 / batch, 4),
                            "fp32_gflops": round(gflop * batch / t32, 1),
                            "ratio_to_matmul": round(gflop * batch / t32 / mm, 3)}

@@ -63,7 +63,8 @@ class T2IPipeline:
         self.family = family
         self.has_masks = FAMILIES.get(family).has_masks
         self.device = torch.device(device)
-        self.generator = generator.to(self.device).eval()
+        # channels_last: the same numbers (to float rounding), ~18% faster convolutions on CPU (benchmarks/inference.py)
+        self.generator = generator.to(self.device, memory_format=torch.channels_last).eval()
         self.text_encoder = text_encoder.to(self.device).eval()
         self.vocab = vocab
         self.words_num = words_num
