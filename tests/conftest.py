@@ -148,14 +148,20 @@ def synthbirds_small(tmp_path_factory: pytest.TempPathFactory) -> SynthBirds:
 
 
 def official_fixtures_dir() -> Path:
-    """``../shared/fixtures/official`` beside the checkout (or $T2IGAN_FIXTURES)."""
+    """``../shared/fixtures/official`` beside the checkout, ``shared/`` inside it, or $T2IGAN_FIXTURES."""
     import os
 
     env = os.environ.get("T2IGAN_FIXTURES")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
-    if os.environ.get("CI") and not path.is_dir():  # in CI a missing fixture must fail, not skip
-        raise RuntimeError(f"official fixtures not found at {path} (set T2IGAN_FIXTURES)")
-    return path
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path(env)] if env else [repo.parent / "shared" / "fixtures" / "official",
+                                          repo / "shared" / "fixtures" / "official"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    if os.environ.get("CI"):  # in CI a missing fixture must fail, not skip
+        raise RuntimeError(f"official fixtures not found at {' or '.join(map(str, candidates))} "
+                           "(set T2IGAN_FIXTURES)")
+    return candidates[0]
 
 
 def load_official_fixture(name: str) -> dict:
