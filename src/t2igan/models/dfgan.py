@@ -33,6 +33,7 @@ from t2igan.models.base import ModelBase
 from t2igan.models.layers import (
     AffineMLP,
     ConditionalHead,
+    OneWayDiscriminator,
     ResDownBlock,
     check_image_size,
     check_positive,
@@ -230,7 +231,7 @@ class DFGANNetC(ConditionalHead):
         super().__init__(8 * ndf, cond_dim, 2 * ndf)
 
 
-class DFGANDiscriminator(ModelBase):
+class DFGANDiscriminator(OneWayDiscriminator, ModelBase):
     """DF-GAN discriminator: ``D`` (official ``netD``) and ``C`` (official ``netC``) in one module.
 
     ``forward(image)`` returns the features [B, 8*ndf, 4, 4]; ``forward(image, sent_emb)`` the logits [B]
@@ -255,15 +256,3 @@ class DFGANDiscriminator(ModelBase):
     def logits(self, features: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
         """``(features [B, 8*ndf, 4, 4], sent_emb [B, cond_dim]) -> logits [B]``."""
         return self.C(features, sent_emb)
-
-    def forward(self, image: torch.Tensor | None = None, sent_emb: torch.Tensor | None = None, *,
-                features: torch.Tensor | None = None) -> torch.Tensor:
-        if (image is None) == (features is None):
-            raise ValueError("pass exactly one of image and features")
-        if features is None:
-            features = self.features(image)
-            if sent_emb is None:
-                return features
-        elif sent_emb is None:
-            raise ValueError("features were given without sent_emb; the features are already computed")
-        return self.logits(features, sent_emb)

@@ -25,6 +25,7 @@ __all__ = [
     "IMAGE_SIZES",
     "AffineMLP",
     "ConditionalHead",
+    "OneWayDiscriminator",
     "check_positive",
     "ResDownBlock",
     "UnusedConv1x1",
@@ -33,6 +34,28 @@ __all__ = [
 ]
 
 IMAGE_SIZES: tuple[int, ...] = (64, 128, 256)
+
+
+class OneWayDiscriminator:
+    """The one entry point of a target-aware discriminator (mixed into the families' discriminators).
+
+    ``forward(image)`` returns features; ``forward(image, sent_emb)`` logits, with the conditional head run
+    inside ``forward`` so a DDP wrapper sees the whole computation; ``forward(sent_emb=s, features=f)`` the
+    logits of precomputed features (mismatched pairs) through the same entry point. Subclasses define
+    ``features(image)`` and ``logits(features, sent_emb)``.
+    """
+
+    def forward(self, image: torch.Tensor | None = None, sent_emb: torch.Tensor | None = None, *,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        if (image is None) == (features is None):
+            raise ValueError("pass exactly one of image and features")
+        if features is None:
+            features = self.features(image)  # type: ignore[attr-defined]
+            if sent_emb is None:
+                return features
+        elif sent_emb is None:
+            raise ValueError("features were given without sent_emb; the features are already computed")
+        return self.logits(features, sent_emb)  # type: ignore[attr-defined]
 
 
 def check_positive(**values: int) -> None:

@@ -43,6 +43,7 @@ from t2igan.models.base import ModelBase
 from t2igan.models.layers import (
     AffineMLP,
     ConditionalHead,
+    OneWayDiscriminator,
     ResDownBlock,
     check_image_size,
     check_positive,
@@ -254,7 +255,7 @@ class SSAGANDiscriminatorConfig(ConfigBase):
         return num_doublings(self.image_size)
 
 
-class SSAGANDiscriminator(ModelBase):
+class SSAGANDiscriminator(OneWayDiscriminator, ModelBase):
     """SSA-GAN discriminator: features [B, 16*ndf, 4, 4] and sentence-conditioned logits [B].
 
     ``forward(image)`` returns the features; ``forward(image, sent_emb)`` the logits, computed by the
@@ -291,15 +292,3 @@ class SSAGANDiscriminator(ModelBase):
     def logits(self, features: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
         """``(features [B, 16*ndf, 4, 4], sent_emb [B, cond_dim]) -> logits [B]``."""
         return self.COND_DNET(features, sent_emb)
-
-    def forward(self, image: torch.Tensor | None = None, sent_emb: torch.Tensor | None = None, *,
-                features: torch.Tensor | None = None) -> torch.Tensor:
-        if (image is None) == (features is None):
-            raise ValueError("pass exactly one of image and features")
-        if features is None:
-            features = self.features(image)
-            if sent_emb is None:
-                return features
-        elif sent_emb is None:
-            raise ValueError("features were given without sent_emb; the features are already computed")
-        return self.logits(features, sent_emb)
