@@ -270,6 +270,13 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     src.add_argument("--prompts-file", help="a text file with one prompt per line")
+    src.add_argument("--split", choices=["train", "test"],
+                     help="generate for the captions of a dataset split (for evaluation); shards across torchrun")
+    p.add_argument("--data", default=None, help="with --split: the dataset root")
+    p.add_argument("--kind", default="synthbirds", choices=["synthbirds", "cub", "coco", "flowers", "folder"],
+                   help="with --split: the dataset reader")
+    p.add_argument("--captions-per-image", type=int, default=None,
+                   help="with --split: use the first K captions of each image (default: all)")
     p.add_argument("--n", type=int, default=1, help="images per prompt")
     p.add_argument("--seed", type=int, default=0, help="seed: image i's noise depends only on (seed, i)")
     p.add_argument("--truncation", type=float, default=None, help="truncated noise, e.g. 0.88 (DF-GAN)")
@@ -284,6 +291,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from t2igan.pipeline import T2IPipeline
     from t2igan.utils.image import captioned_grid, mask_strip
 
+    if args.split:
+        return _sample_split(args)
     if args.prompts_file:
         path = Path(args.prompts_file)
         if not path.is_file():
@@ -318,6 +327,61 @@ def cmd_sample(args: argparse.Namespace) -> int:
                                 "index": out.seeds[i][1], "words": out.words[i],
                                 "unknown_words": out.unknown_words[i]}) + "\n")
     print(f"wrote {len(names)} images, grid.png{' and masks/' if args.masks and out.masks else ''} to {out_dir}")
+    return 0
+
+
+def _sample_split(args: argparse.Namespace) -> int:
+    """One image per (image, caption) of a split; image n of the split's caption list draws noise (seed, n),
+    so the files do not depend on how many processes share the work."""
+    from t2igan.data import DataConfig, load_corpus
+    from t2igan.pipeline import T2IPipeline
+    from t2igan.training.logs import Progress
+    from t2igan.utils import dist
+    from t2igan.utils.image import tensor_to_pil
+
+    if not args.data:
+        raise ValueError("--split needs --data (the dataset root)")
+    if args.captions_per_image is not None and args.captions_per_image < 1:
+        raise ValueError(f"--captions-per-image must be at least 1, got {args.captions_per_image}")
+    dist.init_from_env(args.device if args.device != "auto" else "cpu")
+    pipe = T2IPipeline.from_pretrained(args.model, device=args.device)
+    corpus = load_corpus(DataConfig(kind=args.kind, root=args.data, vocab=str(Path(args.model) / "vocab.json")))
+    k = args.captions_per_image
+    items = [(r.key, c, r.captions[c][:pipe.words_num]) for r in corpus.records(args.split)
+             for c in range(len(r.captions) if k is None else min(k, len(r.captions))) if r.captions[c]]
+    mine = list(dist.shard(len(items)))
+    out_dir = Path(args.out)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rank = dist.rank()
+    bar = Progress(len(mine), f"sampling {args.split} (rank {rank})", enabled=dist.is_main())
+    with open(out_dir / f"manifest.rank{rank}.jsonl", "w", encoding="utf-8") as f:
+        for s0 in range(0, len(mine), 256):
+            part = mine[s0:s0 + 256]
+            tensors, _ = pipe.generate_from_ids([items[i][2] for i in part], part, seed=args.seed,
+                                                truncation=args.truncation, batch_size=args.batch_size)
+            for i, img in zip(part, tensor_to_pil(tensors)):
+                key, cap, ids = items[i]
+                name = f"images/{key}_c{cap:02d}.png"
+                (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                img.save(out_dir / name)
+                f.write(json.dumps({"index": i, "key": key, "caption_index": cap, "file": name,
+                                    "caption": pipe.vocab.decode(ids), "seed": args.seed}) + "\n")
+            bar.update(len(part))
+    bar.close()
+    dist.barrier()
+    if dist.is_main():
+        rows = []
+        for r in range(dist.world_size()):
+            path = out_dir / f"manifest.rank{r}.jsonl"
+            rows += [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+            path.unlink()
+        rows.sort(key=lambda x: x["index"])
+        with open(out_dir / "manifest.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(x) + "\n" for x in rows)
+        print(f"wrote {len(rows)} images of the {args.split} split to {out_dir / 'images'} "
+              f"(manifest.jsonl; {dist.world_size()} process(es))")
+    dist.barrier()
+    dist.cleanup()
     return 0
 
 

@@ -97,16 +97,36 @@ class T2IPipeline:
             raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
         encoded = self.encode_prompts(prompts)
         jobs = [(p, k) for p in range(len(prompts)) for k in range(num_images_per_prompt)]
+        tensors, mask_list = self.generate_from_ids([encoded[p].ids for p, _ in jobs], list(range(len(jobs))),
+                                                    seed=seed, truncation=truncation, batch_size=batch_size)
+        return T2IOutput(
+            images=tensor_to_pil(tensors), tensors=tensors, masks=mask_list,
+            seeds=[(seed, i) for i in range(len(jobs))], prompts=[prompts[p] for p, _ in jobs],
+            words=[encoded[p].words for p, _ in jobs], unknown_words=[encoded[p].unknown for p, _ in jobs])
+
+
+    @torch.no_grad()
+    def generate_from_ids(self, ids: Sequence[Sequence[int]], indices: Sequence[int], *, seed: int = 0,
+                          truncation: float | None = None,
+                          batch_size: int = 16) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Images (and masks) for captions given as word ids; image ``n`` draws the noise of ``indices[n]``.
+
+        Returns ``tensors`` [N, 3, H, W] on the CPU and, for families with masks, each block's mask [N, 1, h, w].
+        """
+        if len(ids) != len(indices):
+            raise ValueError(f"{len(ids)} captions but {len(indices)} indices")
+        if any(len(x) == 0 for x in ids):
+            raise PromptError("a caption has no known word")
         images, masks = [], []
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            ids = [encoded[p].ids for p, _ in chunk]
-            caps = torch.zeros(len(chunk), max(len(x) for x in ids), dtype=torch.long)
-            for r, x in enumerate(ids):
-                caps[r, :len(x)] = torch.as_tensor(x)
-            lengths = torch.as_tensor([len(x) for x in ids])
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            caps = torch.zeros(len(chunk), max(len(x) for x in chunk), dtype=torch.long)
+            for r, x in enumerate(chunk):
+                caps[r, :len(x)] = torch.as_tensor(list(x))
+            lengths = torch.as_tensor([len(x) for x in chunk])
             _, sent = self.text_encoder(caps.to(self.device), lengths)
-            noise = torch.stack([image_noise(seed, start + r, self.nz, truncation) for r in range(len(chunk))])
+            noise = torch.stack([image_noise(seed, int(i), self.nz, truncation)
+                                 for i in indices[start:start + batch_size]])
             out = self.generator(noise.to(self.device), sent)
             if self.has_masks:
                 img, m = out
@@ -116,10 +136,7 @@ class T2IPipeline:
             images.append(img.float().cpu())
         tensors = torch.cat(images)
         mask_list = [torch.cat([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
-        return T2IOutput(
-            images=tensor_to_pil(tensors), tensors=tensors, masks=mask_list,
-            seeds=[(seed, i) for i in range(len(jobs))], prompts=[prompts[p] for p, _ in jobs],
-            words=[encoded[p].words for p, _ in jobs], unknown_words=[encoded[p].unknown for p, _ in jobs])
+        return tensors, mask_list
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
