@@ -139,10 +139,10 @@ class SSACNAffine(nn.Module):
         h = self.batch_norm2d(x)  # [B, C, H, W]
         gamma = self.fc_gamma(sent_emb)[:, :, None, None]  # [B, C, 1, 1]
         beta = self.fc_beta(sent_emb)[:, :, None, None]  # [B, C, 1, 1]
-        modulated = mask * (gamma * h + beta)  # [B, C, H, W]
+        t = torch.addcmul(beta, gamma, h)  # gamma * h + beta, one pass, [B, C, H, W]
         if self.formulation == "official":
-            return h + modulated  # == (gamma*m + 1) * h + beta*m
-        return modulated
+            return torch.addcmul(h, mask, t)  # h + m * (gamma*h + beta) == (gamma*m + 1) * h + beta*m
+        return t * mask  # m * (gamma * h + beta)
 
 
 class SSACNBlock(nn.Module):
@@ -170,14 +170,14 @@ class SSACNBlock(nn.Module):
             self.conv_mask = _mask_predictor(out_channels, mask_hidden)
 
     def residual(self, x: torch.Tensor, sent_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.affine0(x, sent_emb, mask))  # [B, in, H, W]
-        h = F.relu(self.affine2(self.c1(h), sent_emb, mask))  # [B, out, H, W]
+        h = F.relu(self.affine0(x, sent_emb, mask), inplace=True)  # [B, in, H, W]
+        h = F.relu(self.affine2(self.c1(h), sent_emb, mask), inplace=True)  # [B, out, H, W]
         return self.c2(h)  # [B, out, H, W]
 
     def forward(self, x: torch.Tensor, sent_emb: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         short = self.c_sc(x) if self.learnable_sc else x  # [B, out, H, W]
-        out = short + self.gamma * self.residual(x, sent_emb, mask)
+        out = torch.addcmul(short, self.gamma, self.residual(x, sent_emb, mask))  # short + gamma * residual
         next_logits = self.conv_mask(out) if self.predict_mask else None  # [B, 1, H, W]
         return out, next_logits
 
