@@ -23,6 +23,7 @@ from PIL import Image
 
 from t2igan.models.registry import FAMILIES, read_model_dir
 from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
+from t2igan.utils.device import resolve_device
 from t2igan.utils.image import tensor_to_pil
 
 __all__ = ["T2IPipeline", "T2IOutput", "image_noise"]
@@ -72,7 +73,7 @@ class T2IPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> T2IPipeline:
-        device = _resolve_device(device)
+        device = resolve_device(device)
         md = read_model_dir(Path(directory), components=("generator", "text_encoder"))
         return cls(md.family, md.components["generator"], md.components["text_encoder"], md.vocab,
                    words_num=int(md.meta.get("words_num", 18)), device=device)
@@ -137,12 +138,3 @@ class T2IPipeline:
         tensors = torch.cat(images)
         mask_list = [torch.cat([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
         return tensors, mask_list
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-    return dev

@@ -27,7 +27,7 @@ from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
 from t2igan.data.collate import EpochSampler, make_loader
 from t2igan.evaluation.r_precision import r_precision
 from t2igan.losses.damsm import damsm_loss, word_region_attention
-from t2igan.models.base import load_state_strict
+from t2igan.models.base import load_state_dict_file, load_state_strict, save_state_dict_file
 from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
 from t2igan.training.checkpoint import (
     ResumeError,
@@ -39,10 +39,10 @@ from t2igan.training.checkpoint import (
     save_trainer_state,
 )
 from t2igan.training.logs import Progress, RunLogger
+from t2igan.utils.device import resolve_device
 from t2igan.utils.io import read_json, write_json_atomic
 
-__all__ = ["DAMSMTrainConfig", "DAMSMRunConfig", "pretrain_damsm", "export_encoders", "encode_split",
-           "resolve_device"]
+__all__ = ["DAMSMTrainConfig", "DAMSMRunConfig", "pretrain_damsm", "export_encoders", "encode_split"]
 
 log = logging.getLogger("t2igan.training")
 
@@ -81,15 +81,6 @@ class DAMSMRunConfig(ConfigBase):
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     train: DAMSMTrainConfig = field(default_factory=DAMSMTrainConfig)
     trunk_weights: str | None = None  # ImageNet Inception-v3 weights (default: torchvision's cache, if present)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 def _lr_at(cfg: DAMSMTrainConfig, epoch: int) -> float:
@@ -274,8 +265,8 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
         if saved.get("data", {}).get("root") != config.data.root:
             log.warning("resuming %s with data root %s (the run used %s)", run_dir, config.data.root,
                         saved.get("data", {}).get("root"))
-        load_state_strict(text_enc, _load(snap / "text_encoder.safetensors"), source=str(snap))
-        load_state_strict(img_enc, _load(snap / "image_encoder.safetensors"), source=str(snap))
+        load_state_strict(text_enc, load_state_dict_file(snap / "text_encoder.safetensors"), source=str(snap))
+        load_state_strict(img_enc, load_state_dict_file(snap / "image_encoder.safetensors"), source=str(snap))
         state = load_trainer_state(snap / "trainer_state.pt")
         opt.load_state_dict(state["optimizer"])
         epoch, step, start_batch = int(state["epoch"]), int(state["step"]), int(state.get("batch", 0))
@@ -290,8 +281,6 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
 
     def snapshot(ep: int, batch_in_epoch: int = 0) -> None:
         def write(tmp: Path) -> None:
-            from t2igan.models.base import save_state_dict_file
-
             save_state_dict_file(text_enc.state_dict(), tmp / "text_encoder.safetensors")
             save_state_dict_file(img_enc.state_dict(), tmp / "image_encoder.safetensors")
             save_trainer_state(tmp / "trainer_state.pt", {"optimizer": opt.state_dict(), "epoch": ep,
@@ -389,12 +378,6 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
                "minutes": (time.monotonic() - t_start) / 60, **metrics}
     write_json_atomic(run_dir / "summary.json", summary)
     return summary
-
-
-def _load(path: Path) -> dict[str, torch.Tensor]:
-    from t2igan.models.base import load_state_dict_file
-
-    return load_state_dict_file(path)
 
 
 @torch.no_grad()
