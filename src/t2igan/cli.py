@@ -3,6 +3,8 @@
 Subcommands:
   prepare         render SynthBirds, or check (and index) CUB / COCO / Oxford-102 / a folder of captioned images
   pretrain-damsm  pretrain the DAMSM text and image encoders
+  train           train a GAN (SSA-GAN, DF-GAN)
+  export          export a model directory from a training run
   convert         import official checkpoints
   sample          generate images from prompts
   quickstart      the whole default workflow on the built-in SynthBirds dataset
@@ -208,6 +210,95 @@ def _print_summary(what: str, summary: dict) -> None:
             print(f"  {k:<24} {v:.4f}")
     print(f"  run:      {summary['run_dir']}")
     print(f"  encoders: {summary['encoders']}")
+
+
+# -- train ------------------------------------------------------------------------------------------------------
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a GAN (SSA-GAN, DF-GAN) with a pretrained DAMSM",
+                       description="Train a text-to-image GAN. Writes a numbered run directory with "
+                                   "run_config.json, log.jsonl, TensorBoard logs, sample grids, snapshots and the "
+                                   "exported model (RUN/model, opened by `t2igan sample --model`). Under torchrun "
+                                   "every process trains on its own shard (batch_size is per process).")
+    _add_config_args(p, "gan", "ssagan-synthetic")
+    p.add_argument("--data", default=None, help="dataset root (shortcut for --set data.root=...)")
+    p.add_argument("--damsm", default=None, metavar="DIR",
+                   help="pretrained DAMSM (text_encoder/, image_encoder/, vocab.json), e.g. RUN/encoders of "
+                        "`t2igan pretrain-damsm`; 'auto' (preset default) takes the newest one on the same data")
+    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    p.add_argument("--steps", type=int, default=None, help="stop after N steps in total (train.max_steps)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call (train.max_minutes)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (train.device)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=None, help="mixed precision (train.amp)")
+    p.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction, default=None,
+                   help="SSA-GAN's fine-tuning variant: train the text encoder jointly (DAMSM weight 0.1)")
+    p.add_argument("--runs", default="runs", help="where run directories are created")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest snapshot")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from t2igan.config import apply_overrides, from_dict, to_dict
+    from t2igan.training.trainer import GANRunConfig, TrainError, train_gan
+    from t2igan.utils.dist import is_main
+    from t2igan.utils.io import read_json
+
+    if args.list_presets:
+        return _list_presets("gan")
+    extra = [f"data.root={args.data}"] if args.data else []
+    extra += [f"damsm={args.damsm}"] if args.damsm else []
+    extra += [f"train.epochs={args.epochs}"] if args.epochs is not None else []
+    extra += [f"train.max_steps={args.steps}"] if args.steps is not None else []
+    extra += [f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
+    extra += [f"train.device={args.device}"] if args.device else []
+    extra += [f"train.amp={args.amp}"] if args.amp else []
+    if args.finetune_text_encoder is not None:
+        extra += [f"objective.finetune_text_encoder={str(args.finetune_text_encoder).lower()}"]
+        extra += ["objective.damsm_weight=0.1"] if args.finetune_text_encoder else []
+    if args.resume:
+        saved = read_json(Path(args.resume) / "run_config.json")
+        cfg = from_dict(GANRunConfig, apply_overrides(saved, [*extra, *args.overrides], GANRunConfig),
+                        source=str(Path(args.resume) / "run_config.json"))
+    else:
+        cfg = _resolve(args, GANRunConfig, extra)
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    try:
+        summary = train_gan(cfg, runs_root=args.runs, resume=args.resume)
+    except TrainError as exc:
+        print(f"t2igan train: error: {exc}", file=sys.stderr)
+        return 1
+    if not is_main():
+        return 0
+    print(f"{cfg.family}: {summary['stopped']} at step {summary['step']} (epoch {summary['epoch']}, "
+          f"{summary['minutes']:.1f} min)")
+    for k, v in summary.items():
+        if k.startswith("eval/"):
+            print(f"  {k:<24} {v:.4f}")
+    print(f"  run:   {summary['run_dir']}")
+    print(f"  model: {summary['model']}")
+    if summary["stopped"] != "done":
+        print(f"to continue: t2igan train --resume {summary['run_dir']}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model directory from a training run's snapshot",
+                       description="Write a model directory (what `t2igan sample --model` and "
+                                   "T2IPipeline.from_pretrained open) from a snapshot of a GAN training run.")
+    p.add_argument("run", help="training run directory")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--snapshot", default=None, help="snapshot name (default: the latest)")
+    p.add_argument("--no-ema", dest="ema", action="store_false", help="export the raw generator, not its EMA")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from t2igan.training.trainer import export_run
+
+    out = export_run(args.run, args.out, snapshot=args.snapshot, use_ema=args.ema)
+    print(f"model: {out}")
+    return 0
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -449,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_prepare(sub)
     _add_pretrain_damsm(sub)
+    _add_train(sub)
+    _add_export(sub)
     _add_convert(sub)
     _add_sample(sub)
     _add_quickstart(sub)

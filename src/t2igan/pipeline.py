@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -25,6 +24,7 @@ from t2igan.models.registry import FAMILIES, read_model_dir
 from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
 from t2igan.utils.device import resolve_device
 from t2igan.utils.image import tensor_to_pil
+from t2igan.utils.seeding import image_noise
 
 __all__ = ["T2IPipeline", "T2IOutput", "image_noise"]
 
@@ -38,22 +38,6 @@ class T2IOutput:
     prompts: list[str]  # the prompt of each image
     words: list[list[str]]  # the words of each prompt that the text encoder saw
     unknown_words: list[list[str]]  # words of each prompt that were dropped
-
-
-def image_noise(seed: int, index: int, nz: int, truncation: float | None = None) -> torch.Tensor:
-    """The noise vector of image ``index`` under ``seed``: N(0, 1), or ``truncation * TruncNormal(-2, 2)``
-    (DF-GAN's truncated sampling) when ``truncation`` is given."""
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)])
-    g = torch.Generator().manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> 1))
-    z = torch.randn(nz, generator=g)
-    if truncation is None:
-        return z
-    for _ in range(100):  # resample values outside [-2, 2]
-        bad = z.abs() > 2
-        if not bad.any():
-            break
-        z[bad] = torch.randn(int(bad.sum()), generator=g)
-    return truncation * z
 
 
 class T2IPipeline:

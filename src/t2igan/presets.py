@@ -20,7 +20,7 @@ __all__ = ["Preset", "PRESETS", "resolve_config"]
 @dataclass(frozen=True)
 class Preset:
     name: str
-    task: str  # which run config it is for: 'damsm'
+    task: str  # which run config it is for: 'damsm' or 'gan'
     description: str
     values: dict[str, Any]
 
@@ -56,6 +56,44 @@ _add("damsm-coco", "damsm", "DAMSM on COCO-2014 as AttnGAN pretrained it (Incept
     "image_encoder": {"backbone": "inception_v3", "input_size": 299},
     "train": {"epochs": 100, "batch_size": 48, "snapshot_every": 5},
 })
+
+
+# ---- GAN training ('t2igan train'); damsm='auto' takes the newest DAMSM run on the same data under --runs
+
+_add("ssagan-synthetic", "gan", "SSA-GAN on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast)", {
+    "name": "ssagan-synthetic", "family": "ssagan", "damsm": "auto",
+    "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
+    "generator": {"ngf": 32}, "discriminator": {"ndf": 32},
+    "train": {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
+              "image_every": 250, "eval_every": 1000, "eval_captions": 500, "log_every": 25},
+})
+_add("dfgan-synthetic", "gan", "DF-GAN (CVPR 2022) on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast)", {
+    "name": "dfgan-synthetic", "family": "dfgan", "damsm": "auto",
+    "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
+    "generator": {"ngf": 32}, "discriminator": {"ndf": 32},
+    "train": {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
+              "image_every": 250, "eval_every": 1000, "eval_captions": 500, "log_every": 25},
+})
+for _ds, _kind, _epochs, _save in (("cub", "cub", 600, 10), ("coco", "coco", 120, 5), ("flowers", "flowers", 600, 10)):
+    _add(f"ssagan-{_ds}", "gan", f"SSA-GAN on {_kind.upper() if _kind != 'flowers' else 'Oxford-102'} 256 px "
+         f"as the official code trains it (NF 64, batch 24, {_epochs} epochs)", {
+             "name": f"ssagan-{_ds}", "family": "ssagan", "damsm": "auto",
+             "data": {"kind": _kind, "root": f"data/{'birds' if _ds == 'cub' else _ds}", "image_size": 256,
+                      "words_num": 18},
+             "generator": {"ngf": 64}, "discriminator": {"ndf": 64},
+             "train": {"epochs": _epochs, "batch_size": 24, "snapshot_every": 2000, "image_every": 1000,
+                       "eval_every": 10000},
+         })
+for _ds, _kind, _epochs in (("cub", "cub", 1301), ("coco", "coco", 301), ("flowers", "flowers", 1001)):
+    _add(f"dfgan-{_ds}", "gan", f"DF-GAN (CVPR 2022) on {_kind.upper() if _kind != 'flowers' else 'Oxford-102'} "
+         f"256 px as the official code trains it (nf 32, batch 32, {_epochs} epochs)", {
+             "name": f"dfgan-{_ds}", "family": "dfgan", "damsm": "auto",
+             "data": {"kind": _kind, "root": f"data/{'birds' if _ds == 'cub' else _ds}", "image_size": 256,
+                      "words_num": 18},
+             "generator": {"ngf": 32}, "discriminator": {"ndf": 32},
+             "train": {"epochs": _epochs, "batch_size": 32, "snapshot_every": 2000, "image_every": 1000,
+                       "eval_every": 10000},
+         })
 
 
 def resolve_config(cls: type, *, preset: str | None = None, task: str | None = None,

@@ -12,8 +12,14 @@ from t2igan.losses.damsm import (
     word_similarity,
     words_loss,
 )
+from t2igan.losses.gan import HingeDLoss, hinge_d_loss, hinge_g_loss, ma_gradient_penalty, mismatched
 
 __all__ = [
+    "HingeDLoss",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "ma_gradient_penalty",
+    "mismatched",
     "DAMSMLossOutput",
     "attention_maps",
     "class_mask",

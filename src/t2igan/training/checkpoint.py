@@ -11,10 +11,12 @@ previous complete snapshot as ``latest``. Only the newest ``keep`` snapshots are
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,10 @@ import torch
 
 from t2igan.utils.io import write_text_atomic
 
+log = logging.getLogger("t2igan.training")
+
 __all__ = ["make_run_dir", "SnapshotManager", "capture_rng_state", "restore_rng_state", "save_trainer_state",
-           "load_trainer_state", "ResumeError"]
+           "load_trainer_state", "ResumeError", "StopFlag"]
 
 _RUN_RE = re.compile(r"^(\d{5})-")
 
@@ -140,3 +144,29 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ResumeError(f"{path}: cannot read the trainer state (truncated or corrupt?): {exc}") from exc
+
+
+class StopFlag:
+    """Within ``with StopFlag() as flag``: SIGINT/SIGTERM set ``flag.stop`` (a second signal interrupts at once)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.stop:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        log.warning("signal %d: finishing this step, writing a snapshot, then stopping", signum)
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)

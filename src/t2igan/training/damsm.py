@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, T
 from t2igan.training.checkpoint import (
     ResumeError,
     SnapshotManager,
+    StopFlag,
     capture_rng_state,
     load_trainer_state,
     make_run_dir,
@@ -192,30 +192,6 @@ def _attention_figure(text_enc, img_enc, batch, vocab, gamma1: float, device, n:
     return canvas
 
 
-class _StopFlag:
-    def __init__(self) -> None:
-        self.stop = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        if self.stop:  # a second signal: give up at once
-            raise KeyboardInterrupt
-        log.warning("signal %d: finishing this step, writing a snapshot, then stopping", signum)
-        self.stop = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", resume: str | Path | None = None,
                    max_steps: int | None = None) -> dict[str, Any]:
     """Pretrain DAMSM; returns a summary with the run directory, the export directory and the last metrics.
@@ -297,7 +273,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     nonfinite = skipped_total = 0
     stopped = ""
     fixed_val = None
-    with _StopFlag() as flag:
+    with StopFlag() as flag:
         while epoch < cfg.epochs and not stopped:
             lr = _lr_at(cfg, epoch)
             for g in opt.param_groups:

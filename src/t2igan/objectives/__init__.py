@@ -1,0 +1,10 @@
+"""Objectives: each family's training algorithm as optimizers and phases (see :mod:`t2igan.objectives.base`)."""
+
+from t2igan.objectives.base import OBJECTIVES, Networks, Objective, OptimizerSpec, Phase, StepContext
+from t2igan.objectives.dfgan import DFGANObjective, DFGANObjectiveConfig
+from t2igan.objectives.ssagan import SSAGANObjective, SSAGANObjectiveConfig
+from t2igan.objectives.target_aware import TargetAwareConfig, TargetAwareObjective
+
+__all__ = ["OBJECTIVES", "Networks", "Objective", "OptimizerSpec", "Phase", "StepContext", "DFGANObjective",
+           "DFGANObjectiveConfig", "SSAGANObjective", "SSAGANObjectiveConfig", "TargetAwareConfig",
+           "TargetAwareObjective"]

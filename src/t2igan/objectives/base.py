@@ -1,0 +1,101 @@
+"""What a family's training algorithm is, as data the trainer runs without knowing the family.
+
+An :class:`Objective` names its optimizers (:class:`OptimizerSpec`: which networks, learning rate, betas) and
+its phases (:class:`Phase`: name, optimizer, interval). Each training step the trainer calls
+:meth:`Objective.begin` once (text encoding, the generator's forward), then, for every phase due at this step
+and in order: zero the phase optimizer's gradients, call :meth:`Objective.loss` under autocast, backward,
+average gradients across processes, step. The objective never calls ``backward`` or ``step``; it returns
+``(loss, stats)`` with ``stats`` detached scalar tensors (converted to numbers only when logged).
+
+While a phase runs, only the parameters of its optimizer require gradients (a generator phase computes no
+gradients of the discriminator's weights and vice versa); everything trainable requires them during
+:meth:`Objective.begin`, so a generator output computed there can be reused by a later generator phase.
+Networks that no optimizer names (a frozen text encoder) never require gradients and stay in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from t2igan.config import ConfigBase
+from t2igan.registry import Registry
+
+__all__ = ["Phase", "OptimizerSpec", "Networks", "StepContext", "Objective", "OBJECTIVES", "GradFn"]
+
+GradFn = Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation phase: ``name`` (e.g. 'Dmain', 'Dreg', 'Gmain'), its optimizer and how often it runs."""
+
+    name: str
+    optimizer: str
+    interval: int = 1
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An Adam optimizer over the trainable parameters of the named networks."""
+
+    networks: tuple[str, ...]
+    lr: float
+    betas: tuple[float, float]
+    params: Callable[[Networks], list[nn.Parameter]] | None = None  # default: all of the networks' parameters
+
+
+@dataclass
+class Networks:
+    """The modules a GAN objective works with (never DDP-wrapped: the trainer averages gradients itself)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    text_encoder: nn.Module
+    image_encoder: nn.Module | None = None
+
+    def get(self, name: str) -> nn.Module:
+        module = getattr(self, name, None)
+        if not isinstance(module, nn.Module):
+            raise KeyError(f"no network named {name!r}")
+        return module
+
+
+@dataclass
+class StepContext:
+    """What one training step shares between its phases."""
+
+    batch: dict[str, Any]
+    noise: torch.Tensor
+    grad: GradFn  # autograd.grad with create_graph=True that is correct under a gradient scaler
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class Objective:
+    """Base of the families' objectives; subclasses set ``config_class`` and implement the methods."""
+
+    config_class: type[ConfigBase] = ConfigBase
+
+    def __init__(self, config: ConfigBase | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        raise NotImplementedError
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def begin(self, nets: Networks, ctx: StepContext) -> None:
+        """Shared work of a step, stored in ``ctx.values`` (under autocast)."""
+        raise NotImplementedError
+
+    def loss(self, phase: str, nets: Networks,
+             ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")

@@ -1,0 +1,208 @@
+"""The GAN trainer: resume equivalence, 2-process data parallelism on gloo, export, errors, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2igan.config import from_dict
+from t2igan.data.base import DataConfig, load_corpus
+from t2igan.models.base import load_state_dict_file
+from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
+from t2igan.pipeline import T2IPipeline
+from t2igan.training.damsm import export_encoders
+from t2igan.training.trainer import GANRunConfig, TrainError, export_run, find_damsm, train_gan
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def tiny_damsm(synthbirds_small, tmp_path_factory) -> Path:
+    """Random DAMSM encoders over the small SynthBirds vocabulary (conditioning only needs to be fixed)."""
+    torch.manual_seed(0)
+    vocab = load_corpus(DataConfig(kind="synthbirds", root=str(synthbirds_small.root))).vocab
+    te = TextEncoder(TextEncoderConfig(vocab_size=len(vocab), word_dim=16, hidden=16))
+    ie = ImageEncoder(ImageEncoderConfig.light(input_size=64, width=8, embed_dim=16))
+    return export_encoders(te, ie, vocab, tmp_path_factory.mktemp("damsm") / "encoders")
+
+
+def tiny_config(root: Path, damsm: Path, family: str = "ssagan", **train) -> GANRunConfig:
+    t = {"max_steps": 4, "batch_size": 16, "device": "cpu", "log_every": 1, "image_every": 0, "eval_every": -1,
+         "progress": False, "tensorboard": False, "snapshot_every": 1000, "snapshot_minutes": None, "seed": 7}
+    t.update(train)
+    return from_dict(GANRunConfig, {
+        "name": f"tiny-{family}", "family": family, "damsm": str(damsm),
+        "data": {"kind": "synthbirds", "root": str(root), "image_size": 64},
+        "generator": {"ngf": 4}, "discriminator": {"ndf": 4}, "train": t})
+
+
+def final_weights(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    snap = run_dir / "snapshots" / (run_dir / "snapshots" / "latest").read_text().strip()
+    return {p.stem: load_state_dict_file(p) for p in sorted(snap.glob("*.safetensors"))}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), f"{name}.{key} differs"
+
+
+@pytest.mark.parametrize("family,extra", [("ssagan", {"ema": 0.9}), ("dfgan", {})])
+def test_resume_gives_identical_weights(synthbirds_small, tiny_damsm, tmp_path, one_thread, family, extra):
+    # 60 training images, batch 16: 3 steps per epoch, so the 4 steps cross an epoch boundary and the resume
+    # happens in the middle of an epoch
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, family, **extra)
+    straight = train_gan(cfg, runs_root=tmp_path / "a")
+    first = train_gan(cfg, runs_root=tmp_path / "b", max_steps=2)
+    assert first["stopped"] == "max_steps" and first["step"] == 2
+    resumed = train_gan(cfg, runs_root=tmp_path / "b", resume=first["run_dir"])
+    assert straight["step"] == resumed["step"] == 4 and straight["epoch"] == resumed["epoch"] == 1
+    a, b = final_weights(Path(straight["run_dir"])), final_weights(Path(resumed["run_dir"]))
+    assert "generator" in a and "discriminator" in a and ("generator_ema" in a) == ("ema" in extra)
+    assert_same(a, b)
+    # the weights moved, so the comparison above is not trivially true
+    fresh = train_gan(cfg.replace(train=cfg.train.replace(max_steps=1)), runs_root=tmp_path / "c")
+    g1 = final_weights(Path(fresh["run_dir"]))["generator"]
+    assert any(not torch.equal(g1[k], a["generator"][k]) for k in g1)
+
+
+def test_run_dir_logs_and_export(synthbirds_small, tiny_damsm, tmp_path, one_thread):
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, image_every=2, eval_every=0, eval_captions=20,
+                      eval_rp_trials=20, sample_captions=3)
+    summary = train_gan(cfg, runs_root=tmp_path)
+    run = Path(summary["run_dir"])
+    saved = json.loads((run / "run_config.json").read_text())
+    assert saved["family"] == "ssagan" and saved["generator"] == {"ngf": 4}
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    steps = [x["step"] for x in lines if "d/loss" in x]
+    assert steps == [1, 2, 3, 4]
+    for key in ("d/real", "d/fake", "d/mismatch", "d/gp", "g/adv", "g/damsm", "train/images_per_s", "lr/G"):
+        assert key in lines[0], key
+    assert lines[0]["lr/D"] == pytest.approx(4e-4)
+    assert any("eval/r_precision" in x for x in lines)
+    assert sorted(p.name for p in (run / "samples").glob("step_*.png")) == ["step_00000002.png",
+                                                                              "step_00000004.png"]
+    assert (run / "samples" / "masks_step_00000004.png").is_file()
+    # the exported model opens in the pipeline and generates at the training size
+    pipe = T2IPipeline.from_pretrained(run / "model")
+    out = pipe(["a small bird with a red crown"], seed=1)
+    assert out.tensors.shape == (1, 3, 64, 64) and len(out.masks) == 5
+    # export from a snapshot equals the end-of-run export
+    again = export_run(run, tmp_path / "exported")
+    a = load_state_dict_file(run / "model" / "generator" / "model.safetensors")
+    b = load_state_dict_file(again / "generator" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_damsm_missing_or_auto(synthbirds_small, tiny_damsm, tmp_path):
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm)
+    with pytest.raises(TrainError, match="pretrained DAMSM"):
+        train_gan(cfg.replace(damsm=None), runs_root=tmp_path)
+    with pytest.raises(TrainError, match="vocab.json"):
+        train_gan(cfg.replace(damsm=str(tmp_path)), runs_root=tmp_path)
+    with pytest.raises(TrainError, match="no pretrained DAMSM"):
+        find_damsm(tmp_path / "runs", cfg.data)
+    # a DAMSM run on the same data is found; one on other data is not
+    for i, root in enumerate([str(synthbirds_small.root), str(tmp_path / "other")]):
+        run = tmp_path / "runs" / f"0000{i}-damsm"
+        (run / "encoders").mkdir(parents=True)
+        (run / "encoders" / "vocab.json").write_text("{}")
+        (run / "run_config.json").write_text(json.dumps({"data": {"kind": "synthbirds", "root": root},
+                                                         "text_encoder": {}}))
+    assert find_damsm(tmp_path / "runs", cfg.data) == tmp_path / "runs" / "00000-damsm" / "encoders"
+
+
+def test_config_errors_name_the_key(synthbirds_small, tiny_damsm):
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm)
+    with pytest.raises(Exception, match="bogus"):
+        cfg.replace(generator={"bogus": 1})
+    with pytest.raises(Exception, match="image_size"):
+        cfg.replace(generator={"image_size": 128})
+    with pytest.raises(Exception, match="family"):
+        cfg.replace(family="nope")
+
+
+def test_nonfinite_loss_stops_with_a_snapshot(synthbirds_small, tiny_damsm, tmp_path, one_thread):
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, max_nonfinite=2)
+    cfg = cfg.replace(objective={"lr_d": 1e30, "lr_g": 1e30})  # weights blow up within a few steps
+    with pytest.raises(TrainError, match="non-finite"):
+        train_gan(cfg.replace(train=cfg.train.replace(max_steps=30)), runs_root=tmp_path)
+    run = next(tmp_path.glob("*-tiny-ssagan"))
+    assert (run / "snapshots" / "latest").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_steps"] >= 2
+
+
+_WORKER = textwrap.dedent("""
+    import json, sys, torch
+    from t2igan.config import from_dict
+    from t2igan.training.trainer import GANRunConfig, GANTrainer
+    from t2igan.utils import dist as tdist
+    torch.set_num_threads(1)
+    cfg = from_dict(GANRunConfig, json.loads(open(sys.argv[1]).read()))
+    resume = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
+    trainer = GANTrainer(cfg, sys.argv[2], resume, ())
+    steps = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    summary = trainer.run(steps)
+    torch.save({k: v.detach().cpu() for k, v in trainer.nets.generator.state_dict().items()} |
+               {"D." + k: v.detach().cpu() for k, v in trainer.nets.discriminator.state_dict().items()},
+               f"{sys.argv[2]}/rank{tdist.rank()}-{summary['step']}.pt")
+    if tdist.rank() == 0:
+        open(f"{sys.argv[2]}/run_dir.txt", "w").write(summary["run_dir"])
+""")
+
+
+def _torchrun(tmp_path: Path, cfg: GANRunConfig, runs: Path, resume: str = "-", steps: int | None = None) -> None:
+    from t2igan.config import to_dict
+
+    (tmp_path / "cfg.json").write_text(json.dumps(to_dict(cfg)))
+    (tmp_path / "worker.py").write_text(_WORKER)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(tmp_path / "worker.py"), str(tmp_path / "cfg.json"), str(runs), resume]
+    cmd += [str(steps)] if steps else []
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_two_process_gloo_replicas_and_resume(synthbirds_small, tiny_damsm, tmp_path):
+    # batch 8 per process x 2 processes: 3 steps per epoch; BN of the generator synchronised
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, batch_size=8)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    _torchrun(tmp_path, cfg, straight)
+    r0, r1 = torch.load(straight / "rank0-4.pt"), torch.load(straight / "rank1-4.pt")
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), f"replicas differ in {k}"
+    bn = [k for k in r0 if k.endswith("running_mean")]
+    assert bn and any(r0[k].abs().sum() > 0 for k in bn)
+    _torchrun(tmp_path, cfg, split, steps=2)
+    run_dir = (split / "run_dir.txt").read_text()
+    _torchrun(tmp_path, cfg, split, resume=run_dir)
+    s0 = torch.load(split / "rank0-4.pt")
+    for k in r0:
+        assert torch.equal(r0[k], s0[k]), f"resumed 2-process run differs in {k}"
+    snap = final_weights(Path(run_dir))
+    assert all(torch.equal(snap["generator"][k], r0[k]) for k in snap["generator"])
+
+
+def test_cli_train_dry_run_and_errors(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-m", "t2igan.cli", "train", "--dry-run", "--preset", "dfgan-synthetic",
+                          "--set", "generator.ngf=8", "--steps", "5"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads(out.stdout)
+    assert cfg["family"] == "dfgan" and cfg["generator"]["ngf"] == 8 and cfg["train"]["max_steps"] == 5
+    bad = subprocess.run([sys.executable, "-m", "t2igan.cli", "train", "--dry-run", "--set", "generator.bogus=1"],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "bogus" in bad.stderr
+    nodamsm = subprocess.run([sys.executable, "-m", "t2igan.cli", "train", "--runs", str(tmp_path / "runs"),
+                              "--data", str(tmp_path)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert nodamsm.returncode != 0 and "pretrain-damsm" in nodamsm.stderr
