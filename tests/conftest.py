@@ -147,6 +147,22 @@ def synthbirds_small(tmp_path_factory: pytest.TempPathFactory) -> SynthBirds:
     return SynthBirds(root, SYNTH_SPEC, manifest)
 
 
+@pytest.fixture(scope="session")
+def tiny_damsm(synthbirds_small, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random DAMSM encoders over the small SynthBirds vocabulary (conditioning only needs to be fixed)."""
+    import torch
+
+    from t2igan.data.base import DataConfig, load_corpus
+    from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
+    from t2igan.training.damsm import export_encoders
+
+    torch.manual_seed(0)
+    vocab = load_corpus(DataConfig(kind="synthbirds", root=str(synthbirds_small.root))).vocab
+    te = TextEncoder(TextEncoderConfig(vocab_size=len(vocab), word_dim=16, hidden=16))
+    ie = ImageEncoder(ImageEncoderConfig.light(input_size=64, width=8, embed_dim=16))
+    return export_encoders(te, ie, vocab, tmp_path_factory.mktemp("damsm") / "encoders")
+
+
 def official_fixtures_dir() -> Path:
     """``../shared/fixtures/official`` beside the checkout, ``shared/`` inside it, or $T2IGAN_FIXTURES."""
     import os

@@ -13,24 +13,11 @@ import pytest
 import torch
 
 from t2igan.config import from_dict
-from t2igan.data.base import DataConfig, load_corpus
 from t2igan.models.base import load_state_dict_file
-from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
 from t2igan.pipeline import T2IPipeline
-from t2igan.training.damsm import export_encoders
 from t2igan.training.trainer import GANRunConfig, TrainError, export_run, find_damsm, train_gan
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture(scope="module")
-def tiny_damsm(synthbirds_small, tmp_path_factory) -> Path:
-    """Random DAMSM encoders over the small SynthBirds vocabulary (conditioning only needs to be fixed)."""
-    torch.manual_seed(0)
-    vocab = load_corpus(DataConfig(kind="synthbirds", root=str(synthbirds_small.root))).vocab
-    te = TextEncoder(TextEncoderConfig(vocab_size=len(vocab), word_dim=16, hidden=16))
-    ie = ImageEncoder(ImageEncoderConfig.light(input_size=64, width=8, embed_dim=16))
-    return export_encoders(te, ie, vocab, tmp_path_factory.mktemp("damsm") / "encoders")
 
 
 def tiny_config(root: Path, damsm: Path, family: str = "ssagan", **train) -> GANRunConfig:
@@ -206,3 +193,16 @@ def test_cli_train_dry_run_and_errors(tmp_path):
     nodamsm = subprocess.run([sys.executable, "-m", "t2igan.cli", "train", "--runs", str(tmp_path / "runs"),
                               "--data", str(tmp_path)], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert nodamsm.returncode != 0 and "pretrain-damsm" in nodamsm.stderr
+
+
+@pytest.mark.parametrize("family", ["ssagan", "dfgan"])
+def test_bf16_channels_last_training(synthbirds_small, tiny_damsm, tmp_path, one_thread, family):
+    # autocast phases in bf16, penalty phases in fp32 (they receive fp32 inputs): losses finite, weights move
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, family, amp="bf16", channels_last=True, max_steps=2)
+    summary = train_gan(cfg, runs_root=tmp_path)
+    assert summary["skipped_steps"] == 0
+    lines = [json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()]
+    assert all(isinstance(x[k], float) for x in lines if "d/loss" in x for k in ("d/loss", "d/gp", "g/loss")), lines
+    g = load_state_dict_file(Path(summary["model"]) / "generator" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in g.values() if v.is_floating_point())
+    assert any(v.is_floating_point() for v in g.values())

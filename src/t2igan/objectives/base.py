@@ -32,11 +32,17 @@ GradFn = Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, ..
 
 @dataclass(frozen=True)
 class Phase:
-    """One optimisation phase: ``name`` (e.g. 'Dmain', 'Dreg', 'Gmain'), its optimizer and how often it runs."""
+    """One optimisation phase: ``name`` (e.g. 'Dmain', 'Dreg', 'Gmain'), its optimizer and how often it runs.
+
+    ``autocast=False`` keeps the phase in fp32 under mixed precision (gradient penalties: their double backward
+    is where low precision hurts, and oneDNN's bf16 convolution double backward crashes with SIGFPE for some
+    shapes, e.g. a 64 px discriminator with ndf 16 at batch 24 on one thread, torch 2.15).
+    """
 
     name: str
     optimizer: str
     interval: int = 1
+    autocast: bool = True
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,10 @@ class TargetAwareObjective(Objective):
 
     def phases(self) -> list[Phase]:
         c = self.config
-        phases = [Phase("Dmain", "D")]
+        combined = c.gp_schedule == "combined" and c.gp_weight > 0
+        phases = [Phase("Dmain", "D", autocast=not combined)]  # penalties run in fp32
         if c.gp_schedule == "separate" and c.gp_weight > 0:
-            phases.append(Phase("Dreg", "D"))
+            phases.append(Phase("Dreg", "D", autocast=False))
         phases.append(Phase("Gmain", "G"))
         if c.finetune_text_encoder:
             phases.append(Phase("Emain", "E"))
@@ -99,7 +100,7 @@ class TargetAwareObjective(Objective):
         te.train(was)
         out = nets.generator(ctx.noise, sent)
         fake, masks = out if isinstance(out, tuple) else (out, None)
-        ctx.values.update(words=words.detach(), sent=sent.detach(), fake=fake, masks=masks)
+        ctx.values.update(words=words.detach().float(), sent=sent.detach().float(), fake=fake, masks=masks)
 
     def loss(self, phase: str, nets: Networks,
              ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -141,7 +142,7 @@ class TargetAwareObjective(Objective):
         feats = D(image)
         real = D(features=feats, sent_emb=sent)
         mis = D(features=feats, sent_emb=mismatched(sent.detach(), c.mismatch_shift))
-        fake = D(ctx.values["fake"].detach(), ctx.values["sent"])
+        fake = D(ctx.values["fake"].detach().float(), ctx.values["sent"])  # fp32 phases get fp32 inputs
         h = hinge_d_loss(real, fake, mis)
         stats = {"d/loss": h.total.detach(), "d/real": h.real.detach(), "d/fake": h.fake.detach(),
                  "d/mismatch": h.mismatch.detach()}

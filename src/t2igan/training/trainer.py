@@ -320,7 +320,7 @@ class StepRunner:
             opt = self.optimizers[ph.optimizer]
             self.set_trainable(ph.optimizer)
             opt.zero_grad(set_to_none=True)
-            with _autocast(self.device, self.amp):
+            with _autocast(self.device, self.amp if ph.autocast else "off"):
                 loss, st = self.objective.loss(ph.name, self.nets, ctx)
             stats.update(st)
             if not _all_true(bool(torch.isfinite(loss.detach()).item()), self.device):
@@ -584,8 +584,8 @@ class GANTrainer:
         write_model_dir(out, self.config.family, {
             "generator": _plain_copy(gen), "text_encoder": copy.deepcopy(self.nets.text_encoder).cpu(),
             "discriminator": copy.deepcopy(self.nets.discriminator).to("cpu", memory_format=torch.contiguous_format),
-        }, self.vocab, words_num=self.config.data.words_num,
-            trained={"run": str(self.run_dir), "step": self.state.step, "epoch": self.state.epoch,
+        }, self.vocab, words_num=self.config.data.words_num, **_provenance(self.config),
+            trained={"run": str(self.run_dir.resolve()), "step": self.state.step, "epoch": self.state.epoch,
                      "ema": gen is self.ema})
         tdist.barrier()
         return out
@@ -706,6 +706,14 @@ def train_gan(config: GANRunConfig, *, runs_root: str | Path = "runs", resume: s
     return trainer.run(max_steps)
 
 
+def _provenance(config: GANRunConfig) -> dict[str, Any]:
+    """What an exported model records about its training data and DAMSM (the evaluator's defaults)."""
+    d = config.data
+    return {"damsm": str(Path(config.damsm).resolve()) if config.damsm else None,
+            "data": {"kind": d.kind, "root": str(Path(d.root).resolve()), "image_size": d.image_size,
+                     "words_num": d.words_num}}
+
+
 def export_run(run_dir: str | Path, out: str | Path, *, snapshot: str | None = None,
                use_ema: bool = True) -> Path:
     """Export a model directory from a run's snapshot (its latest by default), without training."""
@@ -726,6 +734,6 @@ def export_run(run_dir: str | Path, out: str | Path, *, snapshot: str | None = N
         load_state_strict(te, load_state_dict_file(snap / "text_encoder.safetensors"), source=str(snap))
     st = load_trainer_state(snap / "trainer_state.pt")
     return write_model_dir(out, config.family, {"generator": G, "text_encoder": te, "discriminator": D},
-                           damsm.vocab, words_num=config.data.words_num,
-                           trained={"run": str(run_dir), "step": int(st["step"]), "epoch": int(st["epoch"]),
+                           damsm.vocab, words_num=config.data.words_num, **_provenance(config),
+                           trained={"run": str(run_dir.resolve()), "step": int(st["step"]), "epoch": int(st["epoch"]),
                                     "ema": name == "generator_ema", "snapshot": snap.name})
