@@ -26,7 +26,7 @@ from t2igan.utils.device import resolve_device
 from t2igan.utils.image import tensor_to_pil
 from t2igan.utils.seeding import image_noise
 
-__all__ = ["T2IPipeline", "T2IOutput", "image_noise"]
+__all__ = ["T2IPipeline", "T2IOutput", "image_noise", "evaluate_model"]
 
 
 @dataclass
@@ -122,3 +122,86 @@ class T2IPipeline:
         tensors = torch.cat(images)
         mask_list = [torch.cat([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
         return tensors, mask_list
+
+
+def evaluate_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], config, *,
+                   data_root: str | None = None, kind: str | None = None, damsm: str | None = None,
+                   evaluator: str | None = None, device: str | torch.device = "auto",
+                   samples: int = 16) -> Path | None:
+    """Evaluate an exported model on its test split (see :mod:`t2igan.evaluation.protocol`); write the report.
+
+    ``data_root``/``kind`` default to the data the model was trained on (recorded in ``pipeline.json``),
+    ``damsm`` to its DAMSM, ``evaluator`` to ``DATA/evaluator`` (SynthBirds attribute classifier). Collective
+    under torchrun; rank 0 writes ``metrics.json`` and ``report.md`` into ``out_dir`` and gets their path.
+    """
+    from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
+    from t2igan.evaluation.protocol import evaluate_generator, make_jobs
+    from t2igan.evaluation.report import training_series, write_report
+    from t2igan.models.damsm import ImageEncoder, TextEncoder
+    from t2igan.utils import dist as tdist
+    from t2igan.utils.image import captioned_grid
+    from t2igan.utils.io import read_json
+
+    device = resolve_device(device)
+    tdist.init_from_env(device)
+    if device.type == "cuda" and tdist.is_distributed():
+        device = torch.device("cuda", tdist.local_rank())
+    model_dir = Path(model_dir)
+    meta = read_json(model_dir / "pipeline.json")
+    trained_data = meta.get("data") or {}
+    root = data_root or trained_data.get("root")
+    if not root:
+        raise ValueError(f"{model_dir} does not record its training data: pass the dataset root (--data)")
+    pipe = T2IPipeline.from_pretrained(model_dir, device=device)
+    data_cfg = DataConfig(kind=kind or trained_data.get("kind", "synthbirds"), root=str(root),
+                          image_size=pipe.generator.config.image_size, words_num=pipe.words_num,
+                          vocab=str(model_dir / "vocab.json"))
+    dataset = TextImageDataset.from_config(data_cfg, "test", load_corpus(data_cfg), train=False)
+
+    encoders = None
+    if "r_precision" in config.metrics:
+        damsm = damsm or meta.get("damsm")
+        if not damsm:
+            raise ValueError(f"r_precision needs DAMSM encoders: {model_dir} records none, pass --damsm DIR")
+        te = TextEncoder.from_pretrained(Path(damsm) / "text_encoder")
+        if te.config.vocab_size != len(pipe.vocab):
+            raise ValueError(f"{damsm}: its text encoder embeds {te.config.vocab_size} words but the model's "
+                             f"vocabulary has {len(pipe.vocab)}; R-precision needs the DAMSM of the model's vocabulary")
+        encoders = (te, ImageEncoder.from_pretrained(Path(damsm) / "image_encoder"))
+    classifier = records = ceiling = None
+    if "attributes" in config.metrics:
+        from t2igan.data.synthetic import read_attributes
+        from t2igan.evaluation.attributes import ceiling_accuracy, load_attribute_classifier
+
+        evaluator = evaluator or str(Path(root) / "evaluator")
+        if not (Path(evaluator) / "config.json").is_file():
+            raise FileNotFoundError(f"attribute classifier not found at {evaluator}: train one with "
+                                    f"`t2igan train-evaluator --data {root} --out {evaluator}` or pass --evaluator")
+        classifier = load_attribute_classifier(evaluator, root, strict=True)
+        records = read_attributes(root)
+        ceiling = ceiling_accuracy(classifier, root, "test", device=device) if tdist.is_main() else None
+        ceiling = tdist.broadcast_object(ceiling)
+
+    def generate(ids, indices):
+        return pipe.generate_from_ids(ids, indices, seed=config.seed, truncation=config.truncation,
+                                      batch_size=config.batch_size)[0]
+
+    result = evaluate_generator(generate, dataset, config, damsm=encoders, attribute_classifier=classifier,
+                                attribute_records=records, ceiling=ceiling, device=device)
+    if not tdist.is_main():
+        tdist.barrier()
+        return None
+    jobs = make_jobs(dataset, config.captions_per_image, config.num_images)
+    k = min(samples, len(jobs))
+    ids = [list(dataset.records[jobs.record[i]].captions[jobs.caption[i]][: pipe.words_num]) for i in range(k)]
+    imgs, _ = pipe.generate_from_ids(ids, list(range(k)), seed=config.seed, truncation=config.truncation)
+    texts = [" ".join(pipe.vocab.word(w) for w in x) for x in ids]
+    grid = captioned_grid(tensor_to_pil(imgs), texts, cols=4)
+    run = (meta.get("trained") or {}).get("run")
+    model_info = {"path": str(model_dir.resolve()), "family": meta.get("family"), "trained": meta.get("trained"),
+                  "damsm": str(damsm) if damsm else None, "evaluator": str(evaluator) if evaluator else None}
+    path = write_report(out_dir, result, model=model_info, samples=grid,
+                        sample_note=f"The first {k} evaluation images (seed {config.seed}) with their captions.",
+                        series=training_series(run) if run else None)
+    tdist.barrier()
+    return path

@@ -1,4 +1,4 @@
-"""Pictures for people: captioned image grids."""
+"""Pictures for people: captioned image grids, mask overlays, small line charts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["tensor_to_pil", "captioned_grid", "mask_overlay", "mask_strip"]
+__all__ = ["tensor_to_pil", "captioned_grid", "mask_overlay", "mask_strip", "line_plot"]
 
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -75,3 +75,39 @@ def mask_strip(image: Image.Image, masks: Sequence[torch.Tensor], cell: int = 12
         strip.paste(mask_overlay(big, m2), (k * cell, 0))
         draw.text((k * cell + 2, cell + 2), f"mask {m2.shape[-1]}x{m2.shape[-2]}", fill=(20, 20, 20), font=font)
     return strip
+
+
+def line_plot(series: dict[str, Sequence[tuple[float, float]]], *, title: str = "", width: int = 640,
+              height: int = 360, xlabel: str = "step") -> Image.Image:
+    """A small line chart of named ``(x, y)`` series (one colour each, a legend, min/max labels)."""
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    font = ImageFont.load_default(size=12)
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    pts = [(x, y) for s in series.values() for x, y in s if np.isfinite(y)]
+    left, right, top, bottom = 60, width - 20, 30, height - 40
+    draw.text((left, 8), title, fill="black", font=font)
+    draw.rectangle((left, top, right, bottom), outline=(180, 180, 180))
+    if not pts:
+        draw.text((left + 10, top + 10), "no data", fill="black", font=font)
+        return img
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-9)
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
+
+    for k, (name, s) in enumerate(series.items()):
+        c = colours[k % len(colours)]
+        line = [xy(x, y) for x, y in s if np.isfinite(y)]
+        if len(line) > 1:
+            draw.line(line, fill=c, width=2)
+        for px, py in line:
+            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=c)
+        draw.text((right - 200, top + 6 + 14 * k), name, fill=c, font=font)
+    draw.text((4, top), f"{y1:.3g}", fill="black", font=font)
+    draw.text((4, bottom - 12), f"{y0:.3g}", fill="black", font=font)
+    draw.text((left, bottom + 6), f"{x0:g}", fill="black", font=font)
+    draw.text((right - 60, bottom + 6), f"{x1:g} {xlabel}", fill="black", font=font)
+    return img
