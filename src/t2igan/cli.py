@@ -6,6 +6,7 @@ Subcommands:
   train           train a GAN (SSA-GAN, DF-GAN)
   export          export a model directory from a training run
   evaluate        FID, KID, IS, R-precision and attribute accuracy of a model, with the protocol
+  train-evaluator train the SynthBirds attribute classifier behind attribute accuracy and FID-SB
   convert         import official checkpoints
   sample          generate images from prompts
   quickstart      the whole default workflow on the built-in SynthBirds dataset
@@ -357,6 +358,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train-evaluator --------------------------------------------------------------------------------------------
+def _add_train_evaluator(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-evaluator", help="train the SynthBirds attribute classifier (attribute accuracy, FID-SB)",
+                       description="Train the classifier that scores generated SynthBirds images on the attributes "
+                                   "their captions mention (its features give FID-SB). Writes OUT/config.json, "
+                                   "model.safetensors, evaluator.json (data fingerprint, ceiling accuracies) and "
+                                   "log.jsonl. `t2igan evaluate` and training look for it in DATA/evaluator.")
+    p.add_argument("--data", required=True, help="SynthBirds dataset root (with attributes.jsonl)")
+    p.add_argument("--out", default=None, help="output directory (default: DATA/evaluator)")
+    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set epochs=N (default 20)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (max_minutes)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (num_threads)")
+    p.add_argument("--config", default=None, help="YAML/JSON with EvaluatorTrainConfig fields")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set batch_size=64 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train_evaluator)
+
+
+def cmd_train_evaluator(args: argparse.Namespace) -> int:
+    from t2igan.config import apply_overrides, from_dict, read_config_file, to_dict
+    from t2igan.training.evaluator import EvaluatorTrainConfig, train_evaluator
+
+    extra = [f"epochs={args.epochs}"] if args.epochs is not None else []
+    extra += [f"max_minutes={args.minutes}"] if args.minutes is not None else []
+    extra += [f"device={args.device}"] if args.device else []
+    extra += [f"num_threads={args.threads}"] if args.threads else []
+    base = read_config_file(args.config) if args.config else {}
+    cfg = from_dict(EvaluatorTrainConfig, apply_overrides(base, [*extra, *args.overrides], EvaluatorTrainConfig),
+                    source=args.config or "<command line>")
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    out = args.out or str(Path(args.data) / "evaluator")
+    s = train_evaluator(args.data, out, cfg, overwrite=args.overwrite)
+    print(f"attribute classifier: {s['stopped']} after {s['epochs']} epochs ({s['minutes']:.1f} min) -> {s['out_dir']}")
+    print(f"  data fingerprint {s['data_fingerprint']}; ceiling attribute accuracy {s['ceiling_attr_acc']:.4f}")
+    for k, v in s["ceiling"].items():
+        if k.startswith("ceiling_attr_acc_") and "count" not in k:
+            print(f"  {k[len('ceiling_attr_acc_'):]:<14} {v:.4f}")
+    return 0
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="import official checkpoints into t2igan's format",
                        description="Import checkpoints released with the official code.")
@@ -599,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_evaluate(sub)
+    _add_train_evaluator(sub)
     _add_convert(sub)
     _add_sample(sub)
     _add_quickstart(sub)

@@ -65,14 +65,16 @@ _add("ssagan-synthetic", "gan", "SSA-GAN on SynthBirds 64 px, sized for a 2-core
     "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
     "generator": {"ngf": 16}, "discriminator": {"ndf": 16},
     "train": {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
-              "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25},
+              "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25,
+              "eval_attributes": "auto"},
 })
 _add("dfgan-synthetic", "gan", "DF-GAN (CVPR 2022) on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast)", {
     "name": "dfgan-synthetic", "family": "dfgan", "damsm": "auto",
     "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
     "generator": {"ngf": 16}, "discriminator": {"ndf": 16},
     "train": {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
-              "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25},
+              "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25,
+              "eval_attributes": "auto"},
 })
 for _ds, _kind, _epochs, _save in (("cub", "cub", 600, 10), ("coco", "coco", 120, 5), ("flowers", "flowers", 600, 10)):
     _add(f"ssagan-{_ds}", "gan", f"SSA-GAN on {_kind.upper() if _kind != 'flowers' else 'Oxford-102'} 256 px "

@@ -1,5 +1,12 @@
 """Evaluation: the METRICS registry and the metrics (R-precision, FID, KID, Inception Score), feature extractors."""
 
+from t2igan.evaluation.attributes import (
+    AttributeAccuracyResult,
+    AttributeClassifier,
+    AttributeScorer,
+    attribute_accuracy,
+    ceiling_accuracy,
+)
 from t2igan.evaluation.base import METRICS
 from t2igan.evaluation.features import (
     EXTRACTORS,
@@ -16,6 +23,11 @@ from t2igan.evaluation.kid import KIDResult, kid
 from t2igan.evaluation.r_precision import RPrecisionResult, r_precision
 
 __all__ = [
+    "AttributeAccuracyResult",
+    "AttributeClassifier",
+    "AttributeScorer",
+    "attribute_accuracy",
+    "ceiling_accuracy",
     "METRICS",
     "EXTRACTORS",
     "FeatureExtractor",

@@ -97,6 +97,7 @@ class GANTrainConfig(ConfigBase):
     eval_every: int = 0  # steps between evaluations (0: only at the end; negative: never)
     eval_captions: int = 500  # generated test images per evaluation (R-precision with the DAMSM encoders)
     eval_rp_trials: int = 1000
+    eval_attributes: str | None = None  # SynthBirds attribute classifier dir ('auto': DATA/evaluator if present)
     max_nonfinite: int = 5  # consecutive steps with a non-finite loss before the run stops
     progress: bool = True
     tensorboard: bool = True
@@ -548,6 +549,7 @@ class GANTrainer:
             was = ie.training
             ie.eval()
             codes, sents, classes = [], [], []
+            scorer = self._attribute_scorer()
             for s in range(0, n, 50):
                 items = [ds[i] for i in pick[s:s + 50]]
                 caps = torch.zeros(len(items), max(int(it["length"]) for it in items), dtype=torch.long)
@@ -560,7 +562,14 @@ class GANTrainer:
                 codes.append(ie(imgs.to(self.device))[1].float().cpu())
                 sents.append(te(caps.to(self.device), lengths.to(self.device))[1].float().cpu())
                 classes += [int(it["class_id"]) for it in items]
+                if scorer is not None:
+                    recs = [self._attr_records[it["key"]] for it in items]
+                    scorer.update(imgs, [r["attributes"] for r in recs],
+                                  [r["captions"][int(it["caption_index"])]["mentions"] for r, it in zip(recs, items)])
             ie.train(was)
+            if scorer is not None:
+                res = scorer.result()
+                metrics.update({"eval/attr_acc": res.overall, "eval/attr_acc_macro": res.macro})
             cls = torch.as_tensor(classes)
             rp = r_precision(torch.cat(codes), torch.arange(n), torch.cat(sents), cls, cls,
                              trials=self.cfg.eval_rp_trials, folds=10 if self.cfg.eval_rp_trials % 10 == 0 else 1)
@@ -572,6 +581,24 @@ class GANTrainer:
                                     step=self.state.step, device=self.device))
         tdist.barrier()
         return metrics
+
+    def _attribute_scorer(self):
+        """An AttributeScorer when ``train.eval_attributes`` names a classifier (loaded once), else None."""
+        path = self.cfg.eval_attributes
+        if path == "auto":
+            auto = Path(self.config.data.root) / "evaluator"
+            path = str(auto) if (auto / "config.json").is_file() else None
+        if not path:
+            return None
+        if getattr(self, "_attr_classifier", None) is None:
+            from t2igan.data.synthetic import read_attributes
+            from t2igan.evaluation.attributes import load_attribute_classifier
+
+            self._attr_classifier = load_attribute_classifier(path, self.config.data.root).to(self.device)
+            self._attr_records = read_attributes(self.config.data.root)
+        from t2igan.evaluation.attributes import AttributeScorer
+
+        return AttributeScorer.for_classifier(self._attr_classifier, device=self.device)
 
     # ------------------------------------------------------------------------------------------ export
 
