@@ -136,6 +136,18 @@ def test_cli_evaluate_writes_metrics_and_report(synthbirds_small, tiny_damsm, tm
     assert doc["model"]["family"] == "dfgan"
     report = (out / "report.md").read_text()
     assert "FID" in report and "samples.png" in report and (out / "samples.png").is_file()
+    # two gloo processes give the same numbers as one (generation and features sharded by image index)
+    out2 = tmp_path / "eval2"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "t2igan.cli", "evaluate", "--model", str(model), "--metrics",
+                           "fid,kid,is,r_precision", "--extractor", "random-tiny", "--num-images", "30",
+                           "--batch-size", "4", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+                           "--out", str(out2)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc2 = json.loads((out2 / "metrics.json").read_text())
+    assert doc2["protocol"]["world_size"] == 2
+    for key in ("fid", "kid", "inception_score", "r_precision"):
+        assert doc2["metrics"][key] == pytest.approx(doc["metrics"][key], rel=1e-5, abs=1e-6), key
     # without Inception weights the default extractor is a clear error naming where it looked
     proc = subprocess.run([sys.executable, "-m", "t2igan.cli", "evaluate", "--model", str(model), "--metrics", "fid",
                            "--num-images", "4", "--device", "cpu", "--out", str(tmp_path / "e2")],

@@ -78,6 +78,7 @@ def test_run_dir_logs_and_export(synthbirds_small, tiny_damsm, tmp_path, one_thr
     assert sorted(p.name for p in (run / "samples").glob("step_*.png")) == ["step_00000002.png",
                                                                               "step_00000004.png"]
     assert (run / "samples" / "masks_step_00000004.png").is_file()
+    assert (run / "curves.png").is_file()
     # the exported model opens in the pipeline and generates at the training size
     pipe = T2IPipeline.from_pretrained(run / "model")
     out = pipe(["a small bird with a red crown"], seed=1)

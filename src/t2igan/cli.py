@@ -148,6 +148,17 @@ def _resolve(args: argparse.Namespace, cls: type, extra: list[str]):
                           overrides=[*extra, *args.overrides])
 
 
+def _resolve_or_resume(args: argparse.Namespace, cls: type, extra: list[str]):
+    """The config of a new run (preset -> file -> overrides), or of ``--resume RUN`` (its run_config.json)."""
+    if not args.resume:
+        return _resolve(args, cls, extra)
+    from t2igan.config import apply_overrides, from_dict
+    from t2igan.utils.io import read_json
+
+    path = Path(args.resume) / "run_config.json"
+    return from_dict(cls, apply_overrides(read_json(path), [*extra, *args.overrides], cls), source=str(path))
+
+
 def _list_presets(task: str) -> int:
     from t2igan.presets import PRESETS
 
@@ -173,7 +184,7 @@ def _add_pretrain_damsm(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_pretrain_damsm(args: argparse.Namespace) -> int:
-    from t2igan.config import from_dict, to_dict
+    from t2igan.config import to_dict
     from t2igan.training.damsm import DAMSMRunConfig, pretrain_damsm
 
     if args.list_presets:
@@ -182,15 +193,7 @@ def cmd_pretrain_damsm(args: argparse.Namespace) -> int:
     extra += [f"train.epochs={args.epochs}"] if args.epochs is not None else []
     extra += [f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
     extra += [f"train.device={args.device}"] if args.device else []
-    if args.resume:
-        from t2igan.config import apply_overrides
-        from t2igan.utils.io import read_json
-
-        saved = read_json(Path(args.resume) / "run_config.json")
-        cfg = from_dict(DAMSMRunConfig, apply_overrides(saved, [*extra, *args.overrides], DAMSMRunConfig),
-                        source=str(Path(args.resume) / "run_config.json"))
-    else:
-        cfg = _resolve(args, DAMSMRunConfig, extra)
+    cfg = _resolve_or_resume(args, DAMSMRunConfig, extra)
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
@@ -239,10 +242,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from t2igan.config import apply_overrides, from_dict, to_dict
+    from t2igan.config import to_dict
     from t2igan.training.trainer import GANRunConfig, TrainError, train_gan
     from t2igan.utils.dist import is_main
-    from t2igan.utils.io import read_json
 
     if args.list_presets:
         return _list_presets("gan")
@@ -256,12 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.finetune_text_encoder is not None:
         extra += [f"objective.finetune_text_encoder={str(args.finetune_text_encoder).lower()}"]
         extra += ["objective.damsm_weight=0.1"] if args.finetune_text_encoder else []
-    if args.resume:
-        saved = read_json(Path(args.resume) / "run_config.json")
-        cfg = from_dict(GANRunConfig, apply_overrides(saved, [*extra, *args.overrides], GANRunConfig),
-                        source=str(Path(args.resume) / "run_config.json"))
-    else:
-        cfg = _resolve(args, GANRunConfig, extra)
+    cfg = _resolve_or_resume(args, GANRunConfig, extra)
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from t2igan.evaluation.base import METRICS
+from t2igan.evaluation.fid import _as_numpy
 
 __all__ = ["KIDResult", "kid", "polynomial_mmd2"]
 
@@ -39,15 +40,6 @@ class KIDResult:
     def as_dict(self) -> dict[str, float | int | str]:
         return {"kid": self.mean, "kid_std": self.std,
                 **{f"kid_{k}": v for k, v in asdict(self).items() if k not in ("mean", "std")}}
-
-
-def _as_numpy(x: Any, what: str) -> np.ndarray:
-    arr = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{what}: expected features of shape [N, D], got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what}: features contain NaN or infinite values")
-    return arr
 
 
 def polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import time
@@ -65,7 +66,7 @@ from t2igan.utils.io import read_json, write_json_atomic
 from t2igan.utils.seeding import image_noise, step_generator
 
 __all__ = ["GANTrainConfig", "GANRunConfig", "GANTrainer", "StepRunner", "train_gan", "build_networks", "export_run", "TrainError",
-           "find_damsm"]
+           "find_damsm", "plot_curves"]
 
 log = logging.getLogger("t2igan.training")
 
@@ -714,10 +715,47 @@ class GANTrainer:
                    "minutes": (time.monotonic() - t_start) / 60, "world_size": self.world, **metrics}
         if self.rank == 0:
             write_json_atomic(self.run_dir / "summary.json", summary)
+            plot_curves(self.run_dir)
         if stop.endswith("non-finite loss"):
             raise TrainError(f"training stopped: {stop}; the last snapshot is in {self.run_dir / 'snapshots'} "
                              "(lower the learning rates or turn off amp, then resume)")
         return summary
+
+
+def plot_curves(run_dir: str | Path) -> Path | None:
+    """``RUN/curves.png``: the losses and the evaluation metrics of ``log.jsonl`` over the steps."""
+    from PIL import Image
+
+    from t2igan.utils.image import line_plot
+
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        return None
+    groups = {"discriminator": ("d/loss", "d/real", "d/fake", "d/mismatch"), "generator": ("g/adv", "g/loss"),
+              "penalty": ("d/gp",), "evaluation": ()}
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {g: {} for g in groups}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        for k, v in rec.items():
+            if not isinstance(v, (int, float)) or k in ("step", "time", "epoch"):
+                continue
+            for g, keys in groups.items():
+                if k in keys or (g == "evaluation" and k.startswith("eval/") and not k.endswith("_std")):
+                    series[g].setdefault(k, []).append((float(rec["step"]), float(v)))
+    charts = [line_plot(s, title=g) for g, s in series.items() if s]
+    if not charts:
+        return None
+    canvas = Image.new("RGB", (charts[0].width, sum(c.height for c in charts)), "white")
+    y = 0
+    for c in charts:
+        canvas.paste(c, (0, y))
+        y += c.height
+    out = Path(run_dir) / "curves.png"
+    canvas.save(out)
+    return out
 
 
 def train_gan(config: GANRunConfig, *, runs_root: str | Path = "runs", resume: str | Path | None = None,
