@@ -368,7 +368,8 @@ class GANTrainer:
         self.device = device
         if cfg.amp == "fp16" and device.type != "cuda":
             raise TrainError("amp=fp16 needs CUDA; use amp=bf16 on the CPU")
-        if cfg.deterministic:
+        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
+        if cfg.deterministic:  # restored at the end of run()
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         self.hooks = list(hooks)
@@ -710,6 +711,7 @@ class GANTrainer:
                 self.logger.scalars(s.step, metrics, epoch=s.epoch)
         model_dir = self.export()
         self.logger.close()
+        torch.use_deterministic_algorithms(self._was_deterministic)
         summary = {"run_dir": str(self.run_dir), "model": str(model_dir) if model_dir else None,
                    "step": s.step, "epoch": s.epoch, "stopped": stop or "done", "skipped_steps": s.skipped,
                    "minutes": (time.monotonic() - t_start) / 60, "world_size": self.world, **metrics}
