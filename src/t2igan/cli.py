@@ -148,6 +148,24 @@ def _resolve(args: argparse.Namespace, cls: type, extra: list[str]):
                           overrides=[*extra, *args.overrides])
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """The flags every training command shares."""
+    p.add_argument("--data", default=None, help="dataset root (shortcut for --set data.root=...)")
+    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call (train.max_minutes)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (train.device)")
+    p.add_argument("--runs", default="runs", help="where run directories are created")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest snapshot")
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    extra = [f"data.root={args.data}"] if args.data else []
+    extra += [f"train.epochs={args.epochs}"] if args.epochs is not None else []
+    extra += [f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
+    extra += [f"train.device={args.device}"] if args.device else []
+    return extra
+
+
 def _resolve_or_resume(args: argparse.Namespace, cls: type, extra: list[str]):
     """The config of a new run (preset -> file -> overrides), or of ``--resume RUN`` (its run_config.json)."""
     if not args.resume:
@@ -174,12 +192,7 @@ def _add_pretrain_damsm(sub: argparse._SubParsersAction) -> None:
                                    "numbered run directory with logs, snapshots, attention figures and the "
                                    "exported encoders (ENCODERS = RUN/encoders).")
     _add_config_args(p, "damsm", "damsm-synthbirds")
-    p.add_argument("--data", default=None, help="dataset root (shortcut for --set data.root=...)")
-    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (train.max_minutes)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (train.device)")
-    p.add_argument("--runs", default="runs", help="where run directories are created")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest snapshot")
+    _add_run_args(p)
     p.set_defaults(func=cmd_pretrain_damsm)
 
 
@@ -189,11 +202,7 @@ def cmd_pretrain_damsm(args: argparse.Namespace) -> int:
 
     if args.list_presets:
         return _list_presets("damsm")
-    extra = [f"data.root={args.data}"] if args.data else []
-    extra += [f"train.epochs={args.epochs}"] if args.epochs is not None else []
-    extra += [f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
-    extra += [f"train.device={args.device}"] if args.device else []
-    cfg = _resolve_or_resume(args, DAMSMRunConfig, extra)
+    cfg = _resolve_or_resume(args, DAMSMRunConfig, _run_overrides(args))
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
@@ -225,19 +234,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                    "exported model (RUN/model, opened by `t2igan sample --model`). Under torchrun "
                                    "every process trains on its own shard (batch_size is per process).")
     _add_config_args(p, "gan", "ssagan-synthetic")
-    p.add_argument("--data", default=None, help="dataset root (shortcut for --set data.root=...)")
+    _add_run_args(p)
     p.add_argument("--damsm", default=None, metavar="DIR",
                    help="pretrained DAMSM (text_encoder/, image_encoder/, vocab.json), e.g. RUN/encoders of "
                         "`t2igan pretrain-damsm`; 'auto' (preset default) takes the newest one on the same data")
-    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
     p.add_argument("--steps", type=int, default=None, help="stop after N steps in total (train.max_steps)")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call (train.max_minutes)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (train.device)")
     p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=None, help="mixed precision (train.amp)")
     p.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction, default=None,
                    help="SSA-GAN's fine-tuning variant: train the text encoder jointly (DAMSM weight 0.1)")
-    p.add_argument("--runs", default="runs", help="where run directories are created")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest snapshot")
     p.set_defaults(func=cmd_train)
 
 
@@ -248,12 +252,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.list_presets:
         return _list_presets("gan")
-    extra = [f"data.root={args.data}"] if args.data else []
+    extra = _run_overrides(args)
     extra += [f"damsm={args.damsm}"] if args.damsm else []
-    extra += [f"train.epochs={args.epochs}"] if args.epochs is not None else []
     extra += [f"train.max_steps={args.steps}"] if args.steps is not None else []
-    extra += [f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
-    extra += [f"train.device={args.device}"] if args.device else []
     extra += [f"train.amp={args.amp}"] if args.amp else []
     if args.finetune_text_encoder is not None:
         extra += [f"objective.finetune_text_encoder={str(args.finetune_text_encoder).lower()}"]

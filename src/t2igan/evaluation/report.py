@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from t2igan.utils.image import line_plot
-from t2igan.utils.io import write_json_atomic, write_text_atomic
+from t2igan.utils.io import log_series, write_json_atomic, write_text_atomic
 
 __all__ = ["write_report", "training_series", "HEADLINE"]
 
@@ -30,19 +30,8 @@ _STD = {"kid": "kid_std", "inception_score": "inception_score_std", "r_precision
 
 def training_series(run_dir: str | Path) -> dict[str, list[tuple[float, float]]]:
     """``eval/*`` values of a training run's ``log.jsonl`` as ``{name: [(step, value), ...]}``."""
-    path = Path(run_dir) / "log.jsonl"
-    series: dict[str, list[tuple[float, float]]] = {}
-    if not path.is_file():
-        return series
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        for k, v in rec.items():
-            if k.startswith("eval/") and not k.endswith("_std") and isinstance(v, (int, float)):
-                series.setdefault(k.removeprefix("eval/"), []).append((float(rec["step"]), float(v)))
-    return series
+    raw = log_series(Path(run_dir) / "log.jsonl", lambda k: k.startswith("eval/") and not k.endswith("_std"))
+    return {k.removeprefix("eval/"): v for k, v in raw.items()}
 
 
 def _fmt(v: Any) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
 import time
@@ -62,7 +61,7 @@ from t2igan.training.sync_bn import convert_sync_batchnorm, revert_batchnorm
 from t2igan.utils import dist as tdist
 from t2igan.utils.device import resolve_device
 from t2igan.utils.image import captioned_grid, mask_strip, tensor_to_pil
-from t2igan.utils.io import read_json, write_json_atomic
+from t2igan.utils.io import log_series, read_json, write_json_atomic
 from t2igan.utils.seeding import image_noise, step_generator
 
 __all__ = ["GANTrainConfig", "GANRunConfig", "GANTrainer", "StepRunner", "train_gan", "build_networks", "export_run", "TrainError",
@@ -730,23 +729,11 @@ def plot_curves(run_dir: str | Path) -> Path | None:
 
     from t2igan.utils.image import line_plot
 
-    path = Path(run_dir) / "log.jsonl"
-    if not path.is_file():
-        return None
     groups = {"discriminator": ("d/loss", "d/real", "d/fake", "d/mismatch"), "generator": ("g/adv", "g/loss"),
-              "penalty": ("d/gp",), "evaluation": ()}
-    series: dict[str, dict[str, list[tuple[float, float]]]] = {g: {} for g in groups}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        for k, v in rec.items():
-            if not isinstance(v, (int, float)) or k in ("step", "time", "epoch"):
-                continue
-            for g, keys in groups.items():
-                if k in keys or (g == "evaluation" and k.startswith("eval/") and not k.endswith("_std")):
-                    series[g].setdefault(k, []).append((float(rec["step"]), float(v)))
+              "penalty": ("d/gp",)}
+    raw = log_series(Path(run_dir) / "log.jsonl", lambda k: True)
+    series = {g: {k: raw[k] for k in keys if k in raw} for g, keys in groups.items()}
+    series["evaluation"] = {k: v for k, v in raw.items() if k.startswith("eval/") and not k.endswith("_std")}
     charts = [line_plot(s, title=g) for g, s in series.items() if s]
     if not charts:
         return None

@@ -23,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "UnsafePickleError",
+    "log_series",
     "RestrictedUnpickler",
     "atomic_write",
     "write_bytes_atomic",
@@ -184,3 +185,25 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+
+
+def log_series(path: str | os.PathLike[str], keep) -> dict[str, list[tuple[float, float]]]:
+    """Numeric values of a JSON-lines run log as ``{key: [(step, value), ...]}`` for keys where ``keep(key)``.
+
+    A missing file gives ``{}``; unreadable lines (a run killed mid-write) are skipped.
+    """
+    path = Path(path)
+    series: dict[str, list[tuple[float, float]]] = {}
+    if not path.is_file():
+        return series
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or "step" not in rec:
+            continue
+        for k, v in rec.items():
+            if k not in ("step", "time", "epoch") and isinstance(v, (int, float)) and keep(k):
+                series.setdefault(k, []).append((float(rec["step"]), float(v)))
+    return series
