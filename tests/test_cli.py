@@ -82,19 +82,28 @@ def test_prepare_verify_counts_unreadable_images(tmp_path):
 
 
 def test_quickstart_small(tmp_path):
-    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "16", "--test", "8", "--size", "32",
-            "--minutes", "0.65")
+    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "24", "--test", "8", "--size", "64",
+            "--minutes", "1.0", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "qs" / "synthbirds_preview.png").is_file()
-    assert (tmp_path / "qs" / "data" / "synthbirds" / "attributes.jsonl").is_file()
-    assert "16 train images" in r.stdout
-    run_dir = next((tmp_path / "qs" / "runs").glob("*-damsm-synthbirds"))
+    qs = tmp_path / "qs"
+    assert (qs / "synthbirds_preview.png").is_file()
+    assert (qs / "data" / "synthbirds" / "attributes.jsonl").is_file()
+    assert "24 train images" in r.stdout
+    run_dir = next((qs / "runs").glob("*-damsm-synthbirds"))
     assert (run_dir / "encoders" / "text_encoder" / "model.safetensors").is_file()
-    assert "R-precision:" in r.stdout
+    gan = next((qs / "runs").glob("*-ssagan-synthetic"))
+    assert (gan / "model" / "pipeline.json").is_file()
+    assert (qs / "data" / "synthbirds" / "evaluator" / "model.safetensors").is_file()
+    assert (qs / "samples.png").is_file() and (qs / "masks.png").is_file()
+    metrics = json.loads((qs / "evaluation" / "metrics.json").read_text())["metrics"]
+    for key in ("r_precision", "attr_acc", "ceiling_attr_acc", "fid_sb"):
+        assert key in metrics, key
+    for text in ("R-precision of generated images", "attribute accuracy", "FID-SB", "done in"):
+        assert text in r.stdout
 
 
 def test_quickstart_refuses_a_budget_too_small(tmp_path):
-    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "8", "--test", "4", "--size", "32",
+    r = run("quickstart", "--out", str(tmp_path / "qs"), "--train", "8", "--test", "4", "--size", "64",
             "--minutes", "0.1")
     assert r.returncode == 2
     assert "--minutes" in r.stderr

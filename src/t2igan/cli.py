@@ -578,13 +578,14 @@ def _sample_split(args: argparse.Namespace) -> int:
 
 # -- quickstart -------------------------------------------------------------------------------------------------
 def _add_quickstart(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="run the default workflow on the built-in SynthBirds dataset",
-                       description="The default workflow on SynthBirds: render the dataset, preview it, and "
-                                   "pretrain the DAMSM text and image encoders within the time budget, then "
-                                   "report their R-precision on the test split.")
+    p = sub.add_parser("quickstart", help="run the whole workflow on the built-in SynthBirds dataset",
+                       description="The default workflow on SynthBirds within a time budget: render the dataset and "
+                                   "a preview, pretrain DAMSM, train the attribute classifier, train SSA-GAN, sample "
+                                   "a captioned grid with mask overlays, evaluate (R-precision, attribute accuracy "
+                                   "against its ceiling, FID-SB), and print where everything is.")
     p.add_argument("--out", default=DEFAULT_QUICKSTART_DIR, help="working directory for data and results")
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget of the whole workflow")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--size", type=int, default=64, choices=(64, 128, 256), help="image side in pixels")
     p.add_argument("--train", type=int, default=10000, help="SynthBirds training images")
     p.add_argument("--test", type=int, default=2000, help="SynthBirds test images")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -592,30 +593,74 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_quickstart)
 
 
+QUICKSTART_PROMPTS = ("a small bird with a red crown and blue wings",
+                      "a large yellow bird with black wings and a long beak",
+                      "this bird has a green breast and a white tail",
+                      "a tiny purple bird with an orange beak")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from t2igan.data import DataConfig, load_corpus
     from t2igan.data.synthetic import SynthBirdsSpec, prepare_synthbirds
+    from t2igan.evaluation.protocol import EvalConfig
+    from t2igan.pipeline import T2IPipeline, evaluate_model
     from t2igan.presets import resolve_config
     from t2igan.training.damsm import DAMSMRunConfig, pretrain_damsm
+    from t2igan.training.evaluator import EvaluatorTrainConfig, train_evaluator
+    from t2igan.training.trainer import GANRunConfig, train_gan
+    from t2igan.utils.image import captioned_grid, mask_strip
 
     out = Path(args.out)
     data_dir = out / "data" / "synthbirds"
     t0 = time.perf_counter()
-    print(f"[1/3] preparing SynthBirds in {data_dir}", flush=True)
+
+    def left() -> float:
+        return args.minutes - (time.perf_counter() - t0) / 60
+
+    print(f"[1/7] preparing SynthBirds in {data_dir}", flush=True)
     prepare_synthbirds(data_dir, SynthBirdsSpec(size=args.size, train=args.train, test=args.test,
                                                 seed=args.seed))
     corpus = load_corpus(DataConfig(kind="synthbirds", root=str(data_dir), image_size=args.size))
-    print("[2/3] writing a preview of the training data", flush=True)
+    print("[2/7] writing a preview of the training data", flush=True)
     preview = write_preview(data_dir, out / "synthbirds_preview.png", size=args.size)
-    budget = args.minutes - (time.perf_counter() - t0) / 60 - 0.5  # leave time for the final validation
-    if budget <= 0:
-        raise ValueError(f"--minutes {args.minutes} leaves no time for DAMSM pretraining")
-    print(f"[3/3] pretraining DAMSM for at most {budget:.1f} minutes", flush=True)
+    reserve = min(1.5, 0.12 * args.minutes)  # sampling, evaluation and the stages' own final passes
+    work = left() - reserve
+    if work <= 0.2:
+        raise ValueError(f"--minutes {args.minutes} leaves no time for training")
+    print(f"[3/7] pretraining DAMSM for at most {0.35 * work:.1f} minutes", flush=True)
     cfg = resolve_config(DAMSMRunConfig, preset="damsm-synthbirds", task="damsm", overrides=[
         f"data.root={data_dir}", f"data.image_size={args.size}", f"image_encoder.input_size={args.size}",
-        f"train.max_minutes={budget}", f"train.device={args.device}", f"train.seed={args.seed}",
+        f"train.max_minutes={0.35 * work}", f"train.device={args.device}", f"train.seed={args.seed}",
         f"train.batch_size={min(48, args.train)}"])
     damsm = pretrain_damsm(cfg, runs_root=out / "runs")
+    evaluator_dir = data_dir / "evaluator"
+    ev_minutes = 0.15 * work
+    print(f"[4/7] training the attribute classifier for at most {ev_minutes:.1f} minutes", flush=True)
+    epochs = max(1, min(20, int(ev_minutes * 60 / max(args.train / 600, 0.05))))  # ~600 images/s on 2 cores
+    ev = train_evaluator(data_dir, evaluator_dir, EvaluatorTrainConfig(
+        epochs=epochs, max_minutes=ev_minutes, device=args.device, seed=args.seed,
+        batch_size=min(128, args.train)), overwrite=True)
+    gan_minutes = max(left() - reserve, 0.1)
+    print(f"[5/7] training SSA-GAN for at most {gan_minutes:.1f} minutes", flush=True)
+    gcfg = resolve_config(GANRunConfig, preset="ssagan-synthetic", task="gan", overrides=[
+        f"data.root={data_dir}", f"data.image_size={args.size}", f"damsm={damsm['encoders']}",
+        f"train.max_minutes={gan_minutes}", f"train.device={args.device}", f"train.seed={args.seed}",
+        f"train.batch_size={min(24, args.train)}", "train.eval_every=-1", "train.image_every=0"])
+    gan = train_gan(gcfg, runs_root=out / "runs")
+    model = Path(gan["model"])
+    print("[6/7] sampling", flush=True)
+    pipe = T2IPipeline.from_pretrained(model, device=args.device)
+    res = pipe(list(QUICKSTART_PROMPTS), seed=args.seed, num_images_per_prompt=2)
+    samples = out / "samples.png"
+    captioned_grid(res.images, res.prompts, cols=4).save(samples)
+    masks = out / "masks.png"
+    if res.masks is not None:
+        mask_strip(res.images[0], [m[0, 0] for m in res.masks]).save(masks)
+    print("[7/7] evaluating on the test captions", flush=True)
+    ecfg = EvalConfig(metrics=("r_precision", "attributes"), batch_size=100, seed=args.seed,
+                      rp_trials=3000 if args.test >= 10 else 100, cache_dir=str(out / "cache"))
+    report = evaluate_model(model, out / "evaluation", ecfg, evaluator=str(evaluator_dir), device=args.device)
+    m = json.loads((out / "evaluation" / "metrics.json").read_text(encoding="utf-8"))["metrics"]
     s = corpus.summary()
     print()
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
@@ -623,12 +668,18 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
           f"{s['test_images']} test images of {s['test_classes']} unseen species, vocabulary of "
           f"{s['vocab_size']} words)")
     print(f"  preview:       {preview}")
-    print(f"  attributes:    {data_dir / 'attributes.jsonl'} (ground truth of every image and caption)")
     print(f"  DAMSM run:     {damsm['run_dir']} ({damsm['epoch']} epochs, {damsm['stopped']})")
-    print(f"  encoders:      {damsm['encoders']}")
     if "val/r_precision" in damsm:
-        print(f"  R-precision:   {damsm['val/r_precision']:.3f} ± {damsm['val/r_precision_std']:.3f} "
-              f"(real test images of unseen species vs. their captions, {cfg.train.rp_trials} trials)")
+        print(f"  DAMSM R-precision of real test images: {damsm['val/r_precision']:.3f} "
+              f"± {damsm['val/r_precision_std']:.3f}")
+    print(f"  classifier:    {evaluator_dir} (ceiling attribute accuracy {ev['ceiling_attr_acc']:.3f})")
+    print(f"  SSA-GAN run:   {gan['run_dir']} ({gan['step']} steps, {gan['stopped']})")
+    print(f"  model:         {model}  (t2igan sample --model {model} --prompt \"...\" --masks --out DIR)")
+    print(f"  samples:       {samples}" + (f", masks: {masks}" if res.masks is not None else ""))
+    print(f"  evaluation:    {report}")
+    print(f"  R-precision of generated images:  {m['r_precision']:.3f} ± {m['r_precision_std']:.3f}")
+    print(f"  attribute accuracy:               {m['attr_acc']:.3f} (ceiling {m.get('ceiling_attr_acc', float('nan')):.3f})")
+    print(f"  FID-SB:                           {m['fid_sb']:.2f}")
     return 0
 
 
