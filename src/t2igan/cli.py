@@ -10,6 +10,7 @@ Subcommands:
   convert         import official checkpoints
   sample          generate images from prompts
   quickstart      the whole default workflow on the built-in SynthBirds dataset
+  serve           a web demo of a model
 """
 
 from __future__ import annotations
@@ -401,6 +402,32 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- serve ------------------------------------------------------------------------------------------------------
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a web demo of a model (prompt in, images and masks out)",
+                       description="Serve a page where a prompt, a seed and a number of images give images (and "
+                                   "SSA-GAN's masks per block). Listens on 127.0.0.1 unless told otherwise; "
+                                   "requests are bounded in size and served a few at a time.")
+    p.add_argument("--model", required=True, help="exported model directory")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-images", type=int, default=8, help="images per request")
+    p.add_argument("--max-prompt-chars", type=int, default=300)
+    p.add_argument("--max-concurrent", type=int, default=1, help="generations at a time (others wait)")
+    p.add_argument("--queue-timeout", type=float, default=30.0, help="seconds a request waits before 'busy'")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from t2igan.demo import serve
+
+    serve(args.model, host=args.host, port=args.port, max_images=args.max_images,
+          max_prompt_chars=args.max_prompt_chars, max_concurrent=args.max_concurrent,
+          queue_timeout_s=args.queue_timeout, device=args.device)
+    return 0
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="import official checkpoints into t2igan's format",
                        description="Import checkpoints released with the official code.")
@@ -698,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_sample(sub)
     _add_quickstart(sub)
+    _add_serve(sub)
     return parser
 
 
