@@ -60,11 +60,16 @@ class RunLogger:
 
 
 class Progress:
-    """A tqdm bar on a terminal; elsewhere a plain line every ``interval`` seconds (step, rate, ETA, stats)."""
+    """A tqdm bar on a terminal; elsewhere a plain line every ``interval`` seconds (step, rate, ETA, stats).
+
+    ``deadline`` (a ``time.monotonic()`` value, e.g. from a ``--minutes`` budget) caps the ETA of the plain lines:
+    a run stopped by its time budget says when it will stop, not when all its epochs would end.
+    """
 
     def __init__(self, total: int, desc: str, *, enabled: bool = True, interval: float = 30.0,
-                 initial: int = 0) -> None:
+                 initial: int = 0, deadline: float | None = None) -> None:
         self.total, self.desc, self.enabled, self.interval = total, desc, enabled, interval
+        self.deadline = deadline
         self.n = initial
         self._start_n = initial
         self._t0 = self._last = time.monotonic()
@@ -88,6 +93,8 @@ class Progress:
             self._last = now
             rate = (self.n - self._start_n) / max(now - self._t0, 1e-9)
             eta = (self.total - self.n) / rate if rate > 0 else float("inf")
+            if self.deadline is not None:
+                eta = max(0.0, min(eta, self.deadline - now))
             s = " ".join(f"{k}={v:.4g}" for k, v in stats.items())
             print(f"{self.desc}: {self.n}/{self.total} ({rate:.2f}/s, ETA {_fmt(eta)}) {s}".rstrip(),
                   file=sys.stderr, flush=True)

@@ -628,7 +628,7 @@ class GANTrainer:
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
         bar = Progress(total, f"{self.config.family} training", enabled=cfg.progress and self.rank == 0,
-                       initial=s.step)
+                       initial=s.step, deadline=deadline if math.isfinite(deadline) else None)
         self.nets.generator.train()
         self.nets.discriminator.train()
         for name in ("text_encoder", "image_encoder"):
