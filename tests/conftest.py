@@ -190,6 +190,42 @@ def load_official_fixture(name: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def max_abs_err(a, b) -> float:
+    """Largest absolute difference of two tensors of the same shape."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
+
+
+def randomize_module(module, seed: int = 0, *, bn_scale_std: float = 0.1, residual_gamma: float | None = None):
+    """Give every parameter and BN statistic a non-trivial value, so every path of a network contributes.
+
+    Weights ~ N(0, 1/fan_in), BN scales 1 + N(0, bn_scale_std), other vectors N(0, 0.1), running means N(0, 0.1),
+    running variances U(0.5, 1.5). With ``residual_gamma`` the scalar residual gains named ``gamma`` (zero at
+    initialisation in SSA-GAN/DF-GAN) are set to it.
+    """
+    import math
+
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if residual_gamma is not None and name.endswith("gamma") and p.numel() == 1:
+                p.fill_(residual_gamma)
+            elif p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
+            elif name.endswith("weight"):  # BN scale
+                p.copy_(1.0 + bn_scale_std * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        for name, b in module.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return module
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Small networks: one thread is faster, and immune to a busy machine's thread contention."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import load_official_fixture, official_fixtures_dir
+from conftest import load_official_fixture, max_abs_err, official_fixtures_dir
 from t2igan.convert import convert_gan, import_dfgan, import_ssagan
 from t2igan.models.base import ModelLoadError
 from t2igan.models.dfgan import (
@@ -63,9 +63,6 @@ def _save(path: Path, obj) -> Path:
     return path
 
 
-def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 def _adam_state() -> dict:
@@ -109,12 +106,12 @@ def test_ssagan_fixture_reproduced_from_prefixed_files(tmp_path: Path, ssagan_fx
         image, masks = G(fx["noise"], fx["sent_emb"])
         features = D(fx["image"])
         logits = D(features=features, sent_emb=fx["sent_emb"])
-    assert _max_err(image, fx["image"]) < TOL
+    assert max_abs_err(image, fx["image"]) < TOL
     assert len(masks) == len(fx["masks"]) == 7
     for ours, theirs in zip(masks, fx["masks"]):
-        assert _max_err(ours, theirs) < TOL
-    assert _max_err(features, fx["d_features"]) < TOL
-    assert _max_err(logits, fx["d_logits"].reshape(-1)) < TOL
+        assert max_abs_err(ours, theirs) < TOL
+    assert max_abs_err(features, fx["d_features"]) < TOL
+    assert max_abs_err(logits, fx["d_logits"].reshape(-1)) < TOL
 
 
 def test_dfgan_fixture_reproduced_from_state_epoch(tmp_path: Path, dfgan_fx):
@@ -129,9 +126,9 @@ def test_dfgan_fixture_reproduced_from_state_epoch(tmp_path: Path, dfgan_fx):
         image = G(fx["noise"], fx["sent_emb"])
         features = D(fx["image"])
         logits = D(features=features, sent_emb=fx["sent_emb"])
-    assert _max_err(image, fx["image"]) < TOL
-    assert _max_err(features, fx["d_features"]) < TOL
-    assert _max_err(logits, fx["d_logits"].reshape(-1)) < TOL
+    assert max_abs_err(image, fx["image"]) < TOL
+    assert max_abs_err(features, fx["d_features"]) < TOL
+    assert max_abs_err(logits, fx["d_logits"].reshape(-1)) < TOL
 
 
 def test_dfgan_bare_netg_and_loaded_dict(tmp_path: Path, dfgan_fx):
@@ -291,7 +288,7 @@ def test_convert_gan_ssagan_end_to_end(tmp_path: Path, ssagan_fx, text_fx):
     G = md.components["generator"].eval()
     with torch.no_grad():
         image, _ = G(fx["noise"], fx["sent_emb"])
-    assert _max_err(image, fx["image"]) < TOL
+    assert max_abs_err(image, fx["image"]) < TOL
     _same_weights(md.components["discriminator"], fx["netD"])
     _same_weights(md.components["text_encoder"], text_fx["text_encoder"])
 

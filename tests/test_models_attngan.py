@@ -4,13 +4,11 @@ the "own" vs "official" attention masks, CA noise, shapes, save/load, batch-size
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
-from torch import nn
 
-from conftest import load_official_fixture, official_fixtures_dir
+from conftest import load_official_fixture, max_abs_err, official_fixtures_dir, randomize_module
 from t2igan.config import ConfigError
 from t2igan.models.attngan import (
     AttnGANDiscriminator,
@@ -36,28 +34,8 @@ SIZES = (64, 128, 256)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial parameters and BN statistics (so every path contributes)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):  # BN scale
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return module
 
 
 def _tiny_config(**kw) -> AttnGANGeneratorConfig:
@@ -101,13 +79,13 @@ def test_generator_reproduces_official_outputs():
     out = _run(G, fx)
     assert len(out.images) == len(fx["images"]) == 3
     for k, (ours, theirs) in enumerate(zip(out.images, fx["images"])):
-        assert _max_err(ours, theirs) < STAGE_TOL[k], k
+        assert max_abs_err(ours, theirs) < STAGE_TOL[k], k
     assert len(out.attention_maps) == len(fx["att_maps"]) == 2
     for ours, theirs in zip(out.attention_maps, fx["att_maps"]):
-        assert _max_err(ours, theirs) < TOL
-    assert _max_err(out.mu, fx["mu"]) < TOL
-    assert _max_err(out.logvar, fx["logvar"]) < TOL
-    assert _max_err(out.c_code, fx["c_code"]) < TOL
+        assert max_abs_err(ours, theirs) < TOL
+    assert max_abs_err(out.mu, fx["mu"]) < TOL
+    assert max_abs_err(out.logvar, fx["logvar"]) < TOL
+    assert max_abs_err(out.c_code, fx["c_code"]) < TOL
 
 
 def test_ca_noise_drawn_like_the_official_code():
@@ -140,11 +118,11 @@ def test_discriminators_reproduce_official_outputs():
             uncond = D(image, uncond=True)
             cond_f = D(features=fx["d_features"][k], sent_emb=sent)
             uncond_f = D.uncond_logits(fx["d_features"][k])
-        assert _max_err(features, fx["d_features"][k]) < TOL
+        assert max_abs_err(features, fx["d_features"][k]) < TOL
         for ours in (cond, cond_f):
-            assert _max_err(ours, fx["d_cond_logits"][k]) < TOL
+            assert max_abs_err(ours, fx["d_cond_logits"][k]) < TOL
         for ours in (uncond, uncond_f):
-            assert _max_err(ours, fx["d_uncond_logits"][k]) < TOL
+            assert max_abs_err(ours, fx["d_uncond_logits"][k]) < TOL
         assert ((cond > 0) & (cond < 1)).all()  # sigmoid outputs, as the official heads
 
 
@@ -179,16 +157,16 @@ def test_own_mask_differs_from_official_for_batches_and_agrees_at_batch_one():
     official, own = _fixture_generator(fx, "official"), _fixture_generator(fx, "own")
     off3, own3 = _run(official, fx), _run(own, fx)
     assert torch.equal(off3.images[0], own3.images[0])  # the first stage has no attention
-    assert _max_err(off3.images[1], own3.images[1]) > 0.1  # up to ~2 in the fixture
-    assert _max_err(off3.attention_maps[0], own3.attention_maps[0]) > 0.1
+    assert max_abs_err(off3.images[1], own3.images[1]) > 0.1  # up to ~2 in the fixture
+    assert max_abs_err(off3.attention_maps[0], own3.attention_maps[0]) > 0.1
     for b in range(3):
         off1, own1 = _run(official, fx, [b]), _run(own, fx, [b])
         for k, (x, y, z) in enumerate(zip(off1.images, own1.images, own3.images)):
             assert torch.equal(x, y)  # batch of one: both masks are the item's own
-            assert _max_err(y, z[b:b + 1]) < STAGE_TOL[k]  # own mask: the batch does not matter
+            assert max_abs_err(y, z[b:b + 1]) < STAGE_TOL[k]  # own mask: the batch does not matter
         for x, y, z in zip(off1.attention_maps, own1.attention_maps, own3.attention_maps):
             assert torch.equal(x, y)
-            assert _max_err(y, z[b:b + 1]) < TOL
+            assert max_abs_err(y, z[b:b + 1]) < TOL
     # with its own mask item 1 gives no weight to its 3 padded words; the official mask does
     assert own3.attention_maps[0][1, 7:].abs().max() == 0
     assert off3.attention_maps[0][1, 7:].max() > 0
@@ -244,7 +222,7 @@ def test_keys_and_shapes_equal_released_checkpoints(name):
 def test_generator_shapes(branch_num, dcgan):
     torch.manual_seed(0)
     cfg = _tiny_config(branch_num=branch_num, dcgan=dcgan, r_num=0 if dcgan else 1)
-    G = _randomize(AttnGANGenerator(cfg)).eval()
+    G = randomize_module(AttnGANGenerator(cfg), bn_scale_std=0.2).eval()
     z, sent, words, mask, eps = _tiny_inputs(cfg, batch=2)
     with torch.no_grad():
         out = G(z, sent, words, mask, eps)
@@ -263,7 +241,8 @@ def test_generator_shapes(branch_num, dcgan):
 @pytest.mark.parametrize("size", SIZES)
 def test_discriminator_shapes(size):
     torch.manual_seed(0)
-    D = _randomize(AttnGANDiscriminator(AttnGANDiscriminatorConfig(image_size=size, df_dim=2, text_dim=12))).eval()
+    D = AttnGANDiscriminator(AttnGANDiscriminatorConfig(image_size=size, df_dim=2, text_dim=12))
+    D = randomize_module(D, bn_scale_std=0.2).eval()
     image, sent = torch.rand(2, 3, size, size) * 2 - 1, torch.randn(2, 12)
     with torch.no_grad():
         assert D(image).shape == (2, 16, 4, 4)
@@ -317,8 +296,9 @@ def test_generator_rejects_bad_inputs():
 def test_save_load_round_trip_is_bit_exact(tmp_path):
     torch.manual_seed(0)
     cfg = _tiny_config(attention_mask="official")
-    G = _randomize(AttnGANGenerator(cfg)).eval()
-    D = _randomize(AttnGANDiscriminator(AttnGANDiscriminatorConfig(image_size=256, df_dim=2, text_dim=12)), 1).eval()
+    G = randomize_module(AttnGANGenerator(cfg), bn_scale_std=0.2).eval()
+    D = AttnGANDiscriminator(AttnGANDiscriminatorConfig(image_size=256, df_dim=2, text_dim=12))
+    D = randomize_module(D, 1, bn_scale_std=0.2).eval()
     G.save_pretrained(tmp_path / "G")
     D.save_pretrained(tmp_path / "D")
     G2 = AttnGANGenerator.from_pretrained(tmp_path / "G").eval()
@@ -339,7 +319,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
 def test_own_mask_outputs_do_not_depend_on_the_batch():
     torch.manual_seed(0)
     cfg = _tiny_config()
-    G = _randomize(AttnGANGenerator(cfg)).eval()
+    G = randomize_module(AttnGANGenerator(cfg), bn_scale_std=0.2).eval()
     z, sent, words, mask, eps = _tiny_inputs(cfg, batch=3, words=6)
     assert mask.any(1).tolist() == [False, True, True]
     with torch.no_grad():
@@ -348,8 +328,8 @@ def test_own_mask_outputs_do_not_depend_on_the_batch():
             s = slice(b, b + 1)
             alone = G(z[s], sent[s], words[s], mask[s], eps[s])
             for x, y in zip(alone.images + alone.attention_maps, batch.images + batch.attention_maps):
-                assert _max_err(x, y[s]) < 1e-5
-            assert _max_err(alone.c_code, batch.c_code[s]) < 1e-6
+                assert max_abs_err(x, y[s]) < 1e-5
+            assert max_abs_err(alone.c_code, batch.c_code[s]) < 1e-6
 
 
 def test_generator_noise_is_reproducible_and_gradients_reach_every_parameter():

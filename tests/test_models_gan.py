@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import load_official_fixture, official_fixtures_dir
+from conftest import load_official_fixture, max_abs_err, official_fixtures_dir, randomize_module
 from t2igan.config import ConfigError
 from t2igan.models.base import load_state_strict
 from t2igan.models.dfgan import (
@@ -42,25 +42,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 _fixture = load_official_fixture
 
 
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter and BN statistic a non-trivial value (zero-initialised layers and gammas included)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("gamma") and p.numel() == 1:
-                p.fill_(0.7)
-            elif p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):  # BN scale
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return module
 
 
 def _inputs(batch: int, nz: int = 100, cond_dim: int = 256, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,9 +49,6 @@ def _inputs(batch: int, nz: int = 100, cond_dim: int = 256, seed: int = 1) -> tu
     return torch.randn(batch, nz, generator=g), torch.randn(batch, cond_dim, generator=g)
 
 
-def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 # ------------------------------------------------------------------------------------------------ official fixtures
@@ -90,13 +68,13 @@ def test_ssagan_reproduces_official_outputs():
         features = D(fx["image"])
         logits = D(fx["image"], fx["sent_emb"])
         logits_from_features = D(features=fx["d_features"], sent_emb=fx["sent_emb"])
-    assert _max_err(image, fx["image"]) < TOL
+    assert max_abs_err(image, fx["image"]) < TOL
     assert len(masks) == len(fx["masks"]) == 7
     for ours, theirs in zip(masks, fx["masks"]):
-        assert _max_err(ours, theirs) < TOL
-    assert _max_err(features, fx["d_features"]) < TOL
-    assert _max_err(logits, fx["d_logits"].reshape(-1)) < TOL
-    assert _max_err(logits_from_features, fx["d_logits"].reshape(-1)) < TOL
+        assert max_abs_err(ours, theirs) < TOL
+    assert max_abs_err(features, fx["d_features"]) < TOL
+    assert max_abs_err(logits, fx["d_logits"].reshape(-1)) < TOL
+    assert max_abs_err(logits_from_features, fx["d_logits"].reshape(-1)) < TOL
 
 
 def test_dfgan_reproduces_official_outputs():
@@ -116,9 +94,9 @@ def test_dfgan_reproduces_official_outputs():
         image = G(fx["noise"], fx["sent_emb"])
         features = D(fx["image"])
         logits = D(fx["image"], fx["sent_emb"])
-    assert _max_err(image, fx["image"]) < TOL
-    assert _max_err(features, fx["d_features"]) < TOL
-    assert _max_err(logits, fx["d_logits"].reshape(-1)) < TOL
+    assert max_abs_err(image, fx["image"]) < TOL
+    assert max_abs_err(features, fx["d_features"]) < TOL
+    assert max_abs_err(logits, fx["d_logits"].reshape(-1)) < TOL
 
 
 # ------------------------------------------------------------------------------------------------ released key layouts
@@ -265,7 +243,7 @@ def _run(model: nn.Module, noise: torch.Tensor, sent: torch.Tensor, image: torch
 
 @pytest.mark.parametrize("index", range(4))
 def test_save_pretrained_round_trip_is_bit_exact(tmp_path, index):
-    model = _randomize(_small_models()[index], seed=index).eval()
+    model = randomize_module(_small_models()[index], seed=index, residual_gamma=0.7).eval()
     noise, sent = _inputs(2)
     image = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
@@ -283,14 +261,14 @@ def test_save_pretrained_round_trip_is_bit_exact(tmp_path, index):
 
 @pytest.mark.parametrize("index", range(4))
 def test_eval_outputs_do_not_depend_on_the_batch(index):
-    model = _randomize(_small_models()[index], seed=10 + index).eval()
+    model = randomize_module(_small_models()[index], seed=10 + index, residual_gamma=0.7).eval()
     noise, sent = _inputs(3)
     image = torch.rand(3, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         together = _run(model, noise, sent, image)
         single = [_run(model, noise[i:i + 1], sent[i:i + 1], image[i:i + 1]) for i in range(3)]
     for j, out in enumerate(together):
-        assert _max_err(out, torch.cat([s[j] for s in single])) < 1e-5
+        assert max_abs_err(out, torch.cat([s[j] for s in single])) < 1e-5
 
 
 # ------------------------------------------------------------------------------------------------ SSACN formulations
@@ -314,7 +292,7 @@ def test_paper_and_official_formulations_match_their_formulas_and_differ():
     torch.manual_seed(3)
     blocks = {form: SSACNBlock(6, 4, 16, predict_mask=True, mask_hidden=5, formulation=form)
               for form in ("official", "paper")}
-    _randomize(blocks["official"], seed=3)
+    randomize_module(blocks["official"], seed=3, residual_gamma=0.7)
     blocks["paper"].load_state_dict(blocks["official"].state_dict())
     x, s = torch.randn(2, 6, 8, 8), torch.randn(2, 16)
     m = torch.rand(2, 1, 8, 8)
@@ -327,19 +305,19 @@ def test_paper_and_official_formulations_match_their_formulas_and_differ():
             h = F.relu(_hand_affine(block.affine2, F.conv2d(h, block.c1.weight, block.c1.bias, padding=1), s, m, form))
             h = F.conv2d(h, block.c2.weight, block.c2.bias, padding=1)
             expected = F.conv2d(x, block.c_sc.weight, block.c_sc.bias) + block.gamma * h
-        assert _max_err(out, expected) < 1e-5
+        assert max_abs_err(out, expected) < 1e-5
         assert next_logits is not None and next_logits.shape == (2, 1, 8, 8)
         outs[form] = out
-    assert _max_err(outs["official"], outs["paper"]) > 1e-2
+    assert max_abs_err(outs["official"], outs["paper"]) > 1e-2
 
     # whole generators on the same weights differ too
     gens = {form: SSAGANGenerator(SSAGANGeneratorConfig(ngf=2, image_size=64, formulation=form)).eval()
             for form in ("official", "paper")}
-    _randomize(gens["official"], seed=4)
+    randomize_module(gens["official"], seed=4, residual_gamma=0.7)
     gens["paper"].load_state_dict(gens["official"].state_dict())
     noise, sent = _inputs(2)
     with torch.no_grad():
-        assert _max_err(gens["official"](noise, sent)[0], gens["paper"](noise, sent)[0]) > 1e-3
+        assert max_abs_err(gens["official"](noise, sent)[0], gens["paper"](noise, sent)[0]) > 1e-3
 
 
 def test_initialisation_follows_the_official_code():
@@ -374,8 +352,8 @@ def test_hinge_losses_reach_every_parameter(family):
     else:
         G = DFGANGenerator(DFGANGeneratorConfig(ngf=2, image_size=64))
         D = DFGANDiscriminator(DFGANDiscriminatorConfig(ndf=2, image_size=64))
-    _randomize(G, seed=5)
-    _randomize(D, seed=6)
+    randomize_module(G, seed=5, residual_gamma=0.7)
+    randomize_module(D, seed=6, residual_gamma=0.7)
     noise, sent = _inputs(4)
     real = torch.rand(4, 3, 64, 64) * 2 - 1
 

@@ -4,13 +4,12 @@ its draw order, save/load, batch independence, gradient flow."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import load_official_fixture, official_fixtures_dir
+from conftest import load_official_fixture, max_abs_err, official_fixtures_dir, randomize_module
 from t2igan.config import ConfigError
 from t2igan.models.base import load_state_strict
 from t2igan.models.stackgan import (
@@ -34,28 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(nz=16, text_dim=24, cond_dim=8)
 
 
-def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial parameters and BN statistics everywhere (biases and BN shifts included)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return module
 
 
 def _inputs(batch: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -99,13 +78,13 @@ def test_stage1_reproduces_official_outputs(stackgan_fixture):
         features = m["netD1"](fx["image1"])
         cond, uncond = m["netD1"](fx["image1"], fx["mu1"])
         cond_from_features, _ = m["netD1"](features=fx["d1_features"], mu=fx["mu1"])
-    assert _max_err(image1, fx["image1"]) < TOL
-    assert _max_err(mu1, fx["mu1"]) < TOL
-    assert _max_err(logvar1, fx["logvar1"]) < TOL
-    assert _max_err(c_code1, fx["c_code1"]) < TOL
-    assert _max_err(features, fx["d1_features"]) < TOL
-    assert _max_err(cond, fx["d1_cond_logits"]) < TOL
-    assert _max_err(cond_from_features, fx["d1_cond_logits"]) < TOL
+    assert max_abs_err(image1, fx["image1"]) < TOL
+    assert max_abs_err(mu1, fx["mu1"]) < TOL
+    assert max_abs_err(logvar1, fx["logvar1"]) < TOL
+    assert max_abs_err(c_code1, fx["c_code1"]) < TOL
+    assert max_abs_err(features, fx["d1_features"]) < TOL
+    assert max_abs_err(cond, fx["d1_cond_logits"]) < TOL
+    assert max_abs_err(cond_from_features, fx["d1_cond_logits"]) < TOL
     assert uncond is None and m["netD1"].get_uncond_logits is None  # as official STAGE1_D
 
 
@@ -117,15 +96,15 @@ def test_stage2_reproduces_official_outputs(stackgan_fixture):
         c_code2, _, _ = m["netG2"].ca_net(fx["text_embedding"], eps=fx["eps2"])
         features = m["netD2"](fx["image2"])
         cond, uncond = m["netD2"](fx["image2"], fx["mu2"])
-    assert _max_err(image2_lr, fx["image2_lr"]) < TOL
-    assert _max_err(image2_lr, fx["image1"]) < TOL
-    assert _max_err(image2, fx["image2"]) < TOL
-    assert _max_err(mu2, fx["mu2"]) < TOL
-    assert _max_err(logvar2, fx["logvar2"]) < TOL
-    assert _max_err(c_code2, fx["c_code2"]) < TOL
-    assert _max_err(features, fx["d2_features"]) < TOL
-    assert _max_err(cond, fx["d2_cond_logits"]) < TOL
-    assert uncond is not None and _max_err(uncond, fx["d2_uncond_logits"]) < TOL
+    assert max_abs_err(image2_lr, fx["image2_lr"]) < TOL
+    assert max_abs_err(image2_lr, fx["image1"]) < TOL
+    assert max_abs_err(image2, fx["image2"]) < TOL
+    assert max_abs_err(mu2, fx["mu2"]) < TOL
+    assert max_abs_err(logvar2, fx["logvar2"]) < TOL
+    assert max_abs_err(c_code2, fx["c_code2"]) < TOL
+    assert max_abs_err(features, fx["d2_features"]) < TOL
+    assert max_abs_err(cond, fx["d2_cond_logits"]) < TOL
+    assert uncond is not None and max_abs_err(uncond, fx["d2_uncond_logits"]) < TOL
 
 
 def test_ca_draws_like_the_official_code(stackgan_fixture):
@@ -140,16 +119,16 @@ def test_ca_draws_like_the_official_code(stackgan_fixture):
         image2_lr, image2, _, _ = m["netG2"](fx["noise"], fx["text_embedding"])
         g = torch.Generator().manual_seed(cfg["eps_seed"])
         _, image2_g, _, _ = m["netG2"](fx["noise"], fx["text_embedding"], generator=g)
-    assert _max_err(image1, fx["image1"]) < TOL
-    assert _max_err(image2_lr, fx["image1"]) < TOL
-    assert _max_err(image2, fx["image2"]) < TOL
-    assert _max_err(image2_g, fx["image2"]) < TOL
+    assert max_abs_err(image1, fx["image1"]) < TOL
+    assert max_abs_err(image2_lr, fx["image1"]) < TOL
+    assert max_abs_err(image2, fx["image2"]) < TOL
+    assert max_abs_err(image2_g, fx["image2"]) < TOL
     torch.manual_seed(cfg["eps_seed"])
     assert torch.equal(torch.randn(3, cfg["cond_dim"]), fx["eps1"])
     assert torch.equal(torch.randn(3, cfg["cond_dim"]), fx["eps2"])
     # the official CA: fc -> ReLU -> split, so mu and logvar are non-negative
     assert (fx["mu1"] >= 0).all() and (fx["logvar1"] >= 0).all()
-    assert _max_err(fx["c_code1"], fx["eps1"] * torch.exp(0.5 * fx["logvar1"]) + fx["mu1"]) < 1e-6
+    assert max_abs_err(fx["c_code1"], fx["eps1"] * torch.exp(0.5 * fx["logvar1"]) + fx["mu1"]) < 1e-6
 
 
 # ------------------------------------------------------------------------------------------------ released key layouts
@@ -193,7 +172,7 @@ def _tiny_models() -> list[nn.Module]:
 
 def test_tiny_shapes():
     torch.manual_seed(0)
-    G1, G2, D1, D2 = (_randomize(m, seed=i).eval() for i, m in enumerate(_tiny_models()))
+    G1, G2, D1, D2 = (randomize_module(m, seed=i).eval() for i, m in enumerate(_tiny_models()))
     noise, text, eps1, eps2 = _inputs(2)
     with torch.no_grad():
         image1, mu1, logvar1 = G1(noise, text, eps1)
@@ -264,7 +243,7 @@ def _images(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("index", range(4))
 def test_save_pretrained_round_trip_is_bit_exact(tmp_path, index):
-    model = _randomize(_tiny_models()[index], seed=index).eval()
+    model = randomize_module(_tiny_models()[index], seed=index).eval()
     inputs = (*_inputs(2), *_images(2))
     with torch.no_grad():
         before = _run(model, *inputs)
@@ -281,17 +260,17 @@ def test_save_pretrained_round_trip_is_bit_exact(tmp_path, index):
 
 @pytest.mark.parametrize("index", range(4))
 def test_eval_outputs_do_not_depend_on_the_batch(index):
-    model = _randomize(_tiny_models()[index], seed=10 + index).eval()
+    model = randomize_module(_tiny_models()[index], seed=10 + index).eval()
     inputs = (*_inputs(3), *_images(3))
     with torch.no_grad():
         together = _run(model, *inputs)
         single = [_run(model, *(t[i:i + 1] for t in inputs)) for i in range(3)]
     for j, out in enumerate(together):
-        assert _max_err(out, torch.cat([s[j] for s in single])) < 1e-5
+        assert max_abs_err(out, torch.cat([s[j] for s in single])) < 1e-5
 
 
 def test_per_sample_generators_make_samples_batch_independent():
-    G2 = _randomize(_tiny_models()[1], seed=3).eval()
+    G2 = randomize_module(_tiny_models()[1], seed=3).eval()
     noise, text, _, _ = _inputs(3)
 
     def gens(indices):
@@ -304,7 +283,7 @@ def test_per_sample_generators_make_samples_batch_independent():
         g = gens([1])[0]
         eps1, eps2 = torch.randn(1, TINY["cond_dim"], generator=g), torch.randn(1, TINY["cond_dim"], generator=g)
         _, explicit, _, _ = G2(noise[1:2], text[1:2], eps1, eps2)
-    assert _max_err(together[1:2], alone) < 1e-5
+    assert max_abs_err(together[1:2], alone) < 1e-5
     assert torch.equal(alone, explicit)
 
 
@@ -312,7 +291,7 @@ def test_per_sample_generators_make_samples_batch_independent():
 
 
 def test_ca_formula_and_sampling_in_eval_mode():
-    ca = _randomize(StackGANCANet(12, 5), seed=2).eval()
+    ca = randomize_module(StackGANCANet(12, 5), seed=2).eval()
     text = torch.randn(4, 12)
     eps = torch.randn(4, 5)
     c_code, mu, logvar = ca(text, eps)
@@ -337,7 +316,7 @@ def test_initialisation_follows_the_official_code():
 
 
 def test_stage2_gradients_skip_stage1_and_reach_everything_else():
-    _, G2, _, D2 = (_randomize(m, seed=20 + i) for i, m in enumerate(_tiny_models()))
+    _, G2, _, D2 = (randomize_module(m, seed=20 + i) for i, m in enumerate(_tiny_models()))
     noise, text, _, _ = _inputs(4)
     _, fake, mu, logvar = G2(noise, text)
     cond, uncond = D2(fake, mu)
