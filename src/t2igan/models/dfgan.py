@@ -35,6 +35,7 @@ from t2igan.models.layers import (
     ConditionalHead,
     OneWayDiscriminator,
     ResDownBlock,
+    TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
     num_doublings,
@@ -187,20 +188,10 @@ class DFGANGenerator(ModelBase):
 
 
 @dataclass
-class DFGANDiscriminatorConfig(ConfigBase):
+class DFGANDiscriminatorConfig(TargetAwareDiscriminatorConfig):
     """DF-GAN discriminator settings (``NetD`` + ``NetC``); defaults are the released models."""
 
     ndf: int = 32
-    cond_dim: int = 256
-    image_size: int = 256
-
-    def __post_init__(self) -> None:
-        check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
-        check_image_size(self.image_size)
-
-    @property
-    def num_blocks(self) -> int:
-        return num_doublings(self.image_size)
 
 
 class DFGANNetD(nn.Module):

@@ -16,12 +16,16 @@ Submodule names follow the official implementations, so official state dicts loa
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2igan.config import ConfigBase
+
 __all__ = [
+    "TargetAwareDiscriminatorConfig",
     "IMAGE_SIZES",
     "AffineMLP",
     "ConditionalHead",
@@ -70,6 +74,23 @@ def check_image_size(size: int, owner: str = "image_size") -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size not in IMAGE_SIZES:
         raise ValueError(f"{owner} must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
     return size
+
+
+@dataclass
+class TargetAwareDiscriminatorConfig(ConfigBase):
+    """Sizes of a target-aware discriminator (SSA-GAN's and DF-GAN's subclass this with their defaults)."""
+
+    ndf: int = 64
+    cond_dim: int = 256
+    image_size: int = 256
+
+    def __post_init__(self) -> None:
+        check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
+        check_image_size(self.image_size)
+
+    @property
+    def num_blocks(self) -> int:
+        return num_doublings(self.image_size)
 
 
 def num_doublings(size: int) -> int:

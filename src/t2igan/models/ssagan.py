@@ -45,6 +45,7 @@ from t2igan.models.layers import (
     ConditionalHead,
     OneWayDiscriminator,
     ResDownBlock,
+    TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
     num_doublings,
@@ -239,20 +240,10 @@ class SSAGANGenerator(ModelBase):
 
 
 @dataclass
-class SSAGANDiscriminatorConfig(ConfigBase):
+class SSAGANDiscriminatorConfig(TargetAwareDiscriminatorConfig):
     """SSA-GAN discriminator settings (the DF-GAN 2020 discriminator); defaults are the released models."""
 
     ndf: int = 64
-    cond_dim: int = 256
-    image_size: int = 256
-
-    def __post_init__(self) -> None:
-        check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
-        check_image_size(self.image_size)
-
-    @property
-    def num_blocks(self) -> int:
-        return num_doublings(self.image_size)
 
 
 class SSAGANDiscriminator(OneWayDiscriminator, ModelBase):
