@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from t2igan.data.collate import pad_captions
 from t2igan.models.registry import FAMILIES, read_model_dir
 from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
 from t2igan.utils.device import resolve_device
@@ -105,10 +106,7 @@ class T2IPipeline:
         images, masks = [], []
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
-            caps = torch.zeros(len(chunk), max(len(x) for x in chunk), dtype=torch.long)
-            for r, x in enumerate(chunk):
-                caps[r, :len(x)] = torch.as_tensor(list(x))
-            lengths = torch.as_tensor([len(x) for x in chunk])
+            caps, lengths = pad_captions(chunk)
             _, sent = self.text_encoder(caps.to(self.device), lengths)
             noise = torch.stack([image_noise(seed, int(i), self.nz, truncation)
                                  for i in indices[start:start + batch_size]])

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["collate_batch", "sort_by_length", "make_loader", "EpochSampler"]
+__all__ = ["collate_batch", "pad_captions", "batch_to", "sort_by_length", "make_loader", "EpochSampler"]
 
 
 def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -31,6 +31,25 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if "image" in items[0]:
         batch["images"] = torch.stack([it["image"] for it in items])
     return batch
+
+
+def pad_captions(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word-id lists -> ``captions`` [B, T] (T = the longest, 0-padded) and ``lengths`` [B]."""
+    if not seqs:
+        raise ValueError("no captions to pad")
+    lengths = torch.as_tensor([len(x) for x in seqs], dtype=torch.long)
+    captions = torch.zeros(len(seqs), max(int(lengths.max()), 1), dtype=torch.long)
+    for r, x in enumerate(seqs):
+        captions[r, :len(x)] = torch.as_tensor(list(x), dtype=torch.long)
+    return captions, lengths
+
+
+def batch_to(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    """A batch's tensors on ``device`` (the images in channels_last memory format if asked)."""
+    out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    if channels_last and "images" in out:
+        out["images"] = out["images"].contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def sort_by_length(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

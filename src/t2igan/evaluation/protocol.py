@@ -34,6 +34,7 @@ from torch import nn
 
 from t2igan.config import ConfigBase
 from t2igan.data.base import TextImageDataset
+from t2igan.data.collate import pad_captions
 from t2igan.evaluation.features import build_extractor, extract_features, extractor_protocol, reference_stats
 from t2igan.evaluation.fid import fid
 from t2igan.evaluation.inception_score import inception_score
@@ -251,10 +252,7 @@ def _r_precision(codes: torch.Tensor, jobs: EvalJobs, dataset: TextImageDataset,
     sents = []
     for s in range(0, len(pool), 256):
         chunk = [_ids(dataset, r, c) for r, c in pool[s:s + 256]]
-        caps = torch.zeros(len(chunk), max(len(x) for x in chunk), dtype=torch.long)
-        for i, x in enumerate(chunk):
-            caps[i, :len(x)] = torch.as_tensor(x)
-        lengths = torch.as_tensor([len(x) for x in chunk])
+        caps, lengths = pad_captions(chunk)
         sents.append(text_encoder(caps.to(device), lengths.to(device))[1].float().cpu())
     cls_pool = torch.as_tensor([dataset.records[r].class_id for r, _ in pool])
     true = torch.as_tensor([where[(r, c)] for r, c in zip(jobs.record, jobs.caption)])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from t2igan.config import ConfigBase, to_dict
 from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
-from t2igan.data.collate import EpochSampler, make_loader
+from t2igan.data.collate import EpochSampler, batch_to, make_loader
 from t2igan.evaluation.r_precision import r_precision
 from t2igan.losses.damsm import damsm_loss, word_region_attention
 from t2igan.models.base import load_state_dict_file, load_state_strict, save_state_dict_file
@@ -91,10 +91,6 @@ def _lr_at(cfg: DAMSMTrainConfig, epoch: int) -> float:
     return lr
 
 
-def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
 def _encode(text_enc: TextEncoder, img_enc: ImageEncoder, batch: dict[str, Any], amp: bool,
             device: torch.device):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -160,7 +156,7 @@ def _attention_figure(text_enc, img_enc, batch, vocab, gamma1: float, device, n:
     text_enc.eval()
     img_enc.eval()
     with torch.no_grad():
-        b = _batch_to({k: (v[:n] if torch.is_tensor(v) else v[:n]) for k, v in batch.items()}, device)
+        b = batch_to({k: (v[:n] if torch.is_tensor(v) else v[:n]) for k, v in batch.items()}, device)
         words, _ = text_enc(b["captions"], b["lengths"])
         regions, _ = img_enc(b["images"])
         _, attn = word_region_attention(words.float(), regions.float(), b["lengths"], gamma1)
@@ -292,7 +288,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
             n_batches = first = start_batch
             start_batch = 0
             for batch in loader:
-                batch = _batch_to(batch, device)
+                batch = batch_to(batch, device)
                 words, sent, regions, code = _encode(text_enc, img_enc, batch, cfg.amp, device)
                 out = damsm_loss(regions, words, code, sent, batch["lengths"], batch["class_ids"],
                                  gamma1=cfg.gamma1, gamma2=cfg.gamma2, gamma3=cfg.gamma3)
@@ -366,7 +362,7 @@ def _validate(text_enc, img_enc, test_ds: TextImageDataset, cfg: DAMSMTrainConfi
     for batch in loader:
         if fixed is None:
             fixed = batch
-        b = _batch_to(batch, device)
+        b = batch_to(batch, device)
         words, sent, regions, code = _encode(text_enc, img_enc, b, cfg.amp, device)
         if words.shape[0] < 2:
             continue

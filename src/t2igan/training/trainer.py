@@ -39,7 +39,7 @@ from torch import nn
 
 from t2igan.config import ConfigBase, ConfigError, from_dict, to_dict
 from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
-from t2igan.data.collate import EpochSampler, make_loader
+from t2igan.data.collate import EpochSampler, batch_to, collate_batch, make_loader
 from t2igan.evaluation.r_precision import r_precision
 from t2igan.models.base import ModelBase, load_state_dict_file, load_state_strict, save_state_dict_file
 from t2igan.models.damsm import ImageEncoder, TextEncoder
@@ -246,13 +246,6 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(p.detach(), 1.0 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
-
-
-def _batch_to(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
-    out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-    if channels_last and "images" in out:
-        out["images"] = out["images"].contiguous(memory_format=torch.channels_last)
-    return out
 
 
 def _plain_copy(module: nn.Module) -> nn.Module:
@@ -497,11 +490,8 @@ class GANTrainer:
     def _fixed_samples(self) -> dict[str, Any]:
         n = min(self.cfg.sample_captions, len(self.test_ds))
         ds = self.test_ds.with_mode(caption_mode="first", load_images=False)
-        items = [ds[i * len(ds) // max(n, 1)] for i in range(n)]
-        caps = torch.zeros(n, max(int(it["length"]) for it in items), dtype=torch.long)
-        for r, it in enumerate(items):
-            caps[r, :int(it["length"])] = it["caption"][:int(it["length"])]
-        lengths = torch.as_tensor([int(it["length"]) for it in items])
+        b = collate_batch([ds[i * len(ds) // max(n, 1)] for i in range(n)])
+        caps, lengths = b["captions"], b["lengths"]
         texts = [" ".join(self.vocab.word(int(w)) for w in caps[r, :lengths[r]]) for r in range(n)]
         noise = torch.stack([image_noise(self.cfg.seed, i, self.g_config.nz) for i in range(n)])
         return {"captions": caps, "lengths": lengths, "texts": texts, "noise": noise}
@@ -553,10 +543,8 @@ class GANTrainer:
             scorer = self._attribute_scorer()
             for s in range(0, n, 50):
                 items = [ds[i] for i in pick[s:s + 50]]
-                caps = torch.zeros(len(items), max(int(it["length"]) for it in items), dtype=torch.long)
-                for r, it in enumerate(items):
-                    caps[r, :int(it["length"])] = it["caption"][:int(it["length"])]
-                lengths = torch.as_tensor([int(it["length"]) for it in items])
+                b = collate_batch(items)
+                caps, lengths = b["captions"], b["lengths"]
                 noise = torch.stack([image_noise(self.cfg.seed + 1, s + r, self.g_config.nz)
                                      for r in range(len(items))])
                 imgs, _ = self._generate(gen, caps, lengths, noise)
@@ -647,7 +635,7 @@ class GANTrainer:
                                      sampler=self.sampler, num_workers=self.config.data.num_workers,
                                      generator=torch.Generator().manual_seed(cfg.seed + s.epoch))
                 for batch in loader:
-                    batch = _batch_to(batch, self.device, cfg.channels_last)
+                    batch = batch_to(batch, self.device, cfg.channels_last)
                     noise = torch.randn(batch["captions"].shape[0], self.g_config.nz,
                                         generator=step_generator(cfg.seed, s.step, self.rank)).to(self.device)
                     stats, finite = self.runner.step(batch, noise, s.step)
