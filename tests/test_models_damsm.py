@@ -296,3 +296,17 @@ def test_load_inception_trunk_errors(tmp_path: Path, inception: ImageEncoder,
         load_inception_trunk(inception, tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="inception_v3"):
         load_inception_trunk(ImageEncoder(ImageEncoderConfig.light(input_size=32, width=4)), tmp_path / "bad.pth")
+
+
+def test_encode_gives_both_embeddings_and_the_padding_mask():
+    torch.manual_seed(0)
+    te = TextEncoder(TextEncoderConfig(vocab_size=12, word_dim=8, hidden=16)).eval()
+    caps = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 8], [9, 0, 0, 0]])
+    lengths = torch.tensor([2, 4, 1])
+    cond = te.encode(caps, lengths)
+    words, sent = te(caps, lengths)
+    assert torch.equal(cond.sent_emb, sent) and torch.equal(cond.words_emb, words)
+    assert cond.word_mask.tolist() == [[False, False, True, True], [False] * 4, [False, True, True, True]]
+    # shorter batches: the mask is as wide as the longest caption, not the padded width
+    short = te.encode(torch.tensor([[3, 4, 0, 0, 0]]), [2])
+    assert short.word_mask.tolist() == [[False, False]]

@@ -173,3 +173,38 @@ def test_pipeline_equals_a_plain_generator_call(model_dir):
         ref = g(noise, sent)
     ref = ref[0] if isinstance(ref, tuple) else ref
     assert torch.allclose(out.tensors, ref, atol=1e-5)
+
+
+def test_generate_command_reports_unknown_words_once(model_dir, tmp_path, capsys):
+    from t2igan.cli import main
+
+    out = tmp_path / "gen"
+    assert main(["generate", "a small bird with red wingz", "a blue bird", "--model", str(model_dir),
+                 "--n", "3", "--out", str(out)]) == 0
+    assert len(list(out.glob("p*.png"))) == 6
+    err = capsys.readouterr().err
+    assert err.count("wingz") == 1 and "prompt 1" in err  # named once, by the CLI, not again as a warning
+    assert (out / "masks").is_dir() == (T2IPipeline.from_pretrained(model_dir).family == "ssagan")
+    assert main(["generate", "  ", "--model", str(model_dir), "--out", str(out)]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_a_shipped_model_is_found_by_name(model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from t2igan.models import registry
+
+    root = tmp_path / "pretrained"
+    shutil.copytree(model_dir, root / "tinybirds")
+    (root / "not-a-model").mkdir()
+    monkeypatch.setattr(registry, "PRETRAINED_ROOT", root)
+    assert registry.pretrained_names() == ["tinybirds"]
+    pipe = T2IPipeline.from_pretrained("tinybirds")
+    ref = T2IPipeline.from_pretrained(model_dir)
+    assert torch.equal(pipe(["a small bird"], seed=2).tensors, ref(["a small bird"], seed=2).tensors)
+    with pytest.raises(ModelLoadError, match="shipped: tinybirds"):
+        T2IPipeline.from_pretrained("not-a-model")
+    # a directory of that name in the working directory wins over the shipped model
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(model_dir, tmp_path / "tinybirds")
+    assert registry.resolve_model_dir("tinybirds").resolve() == (tmp_path / "tinybirds").resolve()

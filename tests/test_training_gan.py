@@ -89,6 +89,23 @@ def test_run_dir_logs_and_export(synthbirds_small, tiny_damsm, tmp_path, one_thr
     a = load_state_dict_file(run / "model" / "generator" / "model.safetensors")
     b = load_state_dict_file(again / "generator" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # without the discriminator: smaller, and the same images; with the DAMSM image encoder bundled,
+    # R-precision needs nothing else and equals the one computed with the DAMSM directory
+    small = export_run(run, tmp_path / "small", discriminator=False, image_encoder=True)
+    assert not (small / "discriminator").exists()
+    assert set(json.loads((small / "pipeline.json").read_text())["components"]) == {"generator", "text_encoder",
+                                                                                   "image_encoder"}
+    assert torch.equal(T2IPipeline.from_pretrained(small)(["a small bird"], seed=1).tensors,
+                       pipe(["a small bird"], seed=1).tensors)
+    from t2igan.evaluation.protocol import EvalConfig
+    from t2igan.pipeline import evaluate_model
+
+    cfg = EvalConfig(metrics=("r_precision",), rp_trials=100, rp_folds=10, rp_candidates=4)
+    bundled = evaluate_model(small, tmp_path / "eval_bundled", cfg, device="cpu", samples=2)
+    listed = evaluate_model(run / "model", tmp_path / "eval_listed", cfg, device="cpu", samples=2)
+    m1, m2 = (json.loads((p.parent / "metrics.json").read_text())["metrics"] for p in (bundled, listed))
+    assert m1["r_precision"] == m2["r_precision"]
+    assert json.loads((bundled.parent / "metrics.json").read_text())["model"]["damsm"] == str(small)
 
 
 def test_damsm_missing_or_auto(synthbirds_small, tiny_damsm, tmp_path):

@@ -8,7 +8,8 @@ Subcommands:
   evaluate        FID, KID, IS, R-precision and attribute accuracy of a model, with the protocol
   train-evaluator train the SynthBirds attribute classifier behind attribute accuracy and FID-SB
   convert         import official checkpoints
-  sample          generate images from prompts
+  generate        images from prompts with the shipped SynthBirds model (no set-up)
+  sample          generate images from prompts (or a dataset split) with any exported model
   quickstart      the whole default workflow on the built-in SynthBirds dataset
   serve           a web demo of a model
 """
@@ -20,6 +21,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -291,13 +293,18 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--snapshot", default=None, help="snapshot name (default: the latest)")
     p.add_argument("--no-ema", dest="ema", action="store_false", help="export the raw generator, not its EMA")
+    p.add_argument("--no-discriminator", dest="discriminator", action="store_false",
+                   help="leave the discriminator out (smaller; enough to sample, evaluate and serve)")
+    p.add_argument("--with-image-encoder", dest="image_encoder", action="store_true",
+                   help="bundle the DAMSM image encoder, so R-precision needs only the model directory")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from t2igan.training.trainer import export_run
 
-    out = export_run(args.run, args.out, snapshot=args.snapshot, use_ema=args.ema)
+    out = export_run(args.run, args.out, snapshot=args.snapshot, use_ema=args.ema,
+                     discriminator=args.discriminator, image_encoder=args.image_encoder)
     print(f"model: {out}")
     return 0
 
@@ -408,7 +415,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                        description="Serve a page where a prompt, a seed and a number of images give images (and "
                                    "SSA-GAN's masks per block). Listens on 127.0.0.1 unless told otherwise; "
                                    "requests are bounded in size and served a few at a time.")
-    p.add_argument("--model", required=True, help="exported model directory")
+    p.add_argument("--model", default="synthbirds",
+                   help="exported model directory or shipped model name (default: synthbirds, the shipped model)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-images", type=int, default=8, help="images per request")
@@ -458,16 +466,55 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         g.add_argument("--words-num", type=int, default=18, help="longest prompt in words (official: 18)")
         g.add_argument("--out", required=True, help="output model directory")
         g.set_defaults(func=cmd_convert_gan, family_name=fam)
+    a = kinds.add_parser("attngan", help="AttnGAN netG_epoch_*.pth / bird_AttnGAN2.pth (and netD0-2.pth) with the "
+                                         "DAMSM text encoder",
+                         description="Import an AttnGAN generator (netG_epoch_*.pth, or the released "
+                                     "bird_AttnGAN2.pth / coco_AttnGAN2.pth; the AttnDCGAN one too) and optionally "
+                                     "its discriminators, together with the DAMSM text encoder and the "
+                                     "captions.pickle it was trained with, into a model directory.")
+    a.add_argument("--netG", required=True, help="official netG_epoch_*.pth / bird_AttnGAN2.pth / coco_AttnGAN2.pth")
+    a.add_argument("--netD", action="append", default=None, metavar="FILE",
+                   help="official netD0.pth, netD1.pth, netD2.pth: repeat once per stage, in stage order (optional)")
+    a.add_argument("--text-encoder", required=True, help="the DAMSM text_encoder*.pth the GAN was trained with")
+    a.add_argument("--captions", required=True, help="the dataset's captions.pickle / captions_DAMSM.pickle")
+    a.add_argument("--words-num", type=int, default=18, help="longest prompt in words (official: 18 for birds)")
+    a.add_argument("--out", required=True, help="output model directory")
+    a.set_defaults(func=cmd_convert_gan, family_name="attngan")
+    st = kinds.add_parser("stackgan", help="StackGAN-Pytorch netG_epoch_*.pth (and netD_epoch_*.pth), stage I or II",
+                          description="Import a StackGAN-Pytorch generator (stage I, or stage II with its embedded "
+                                      "stage-I generator; the stage is read from the file) and optionally the "
+                                      "discriminator of the same stage, into a model directory. The released "
+                                      "models condition on 1024-d char-CNN-RNN embeddings: without --text-encoder "
+                                      "the directory holds the networks only and cannot take text prompts. A "
+                                      "model trained on DAMSM sentence embeddings is imported with its "
+                                      "--text-encoder and --captions.")
+    st.add_argument("--netG", required=True, help="official netG_epoch_*.pth (stage I or II)")
+    st.add_argument("--netD", default=None, help="official netD_epoch_*.pth of the same stage (optional)")
+    st.add_argument("--text-encoder", default=None,
+                    help="the DAMSM text_encoder*.pth the GAN was trained with (only for a model conditioned on "
+                         "DAMSM sentence embeddings; needs --captions)")
+    st.add_argument("--captions", default=None,
+                    help="the dataset's captions.pickle / captions_DAMSM.pickle (with --text-encoder)")
+    st.add_argument("--words-num", type=int, default=18, help="longest prompt in words (with --text-encoder)")
+    st.add_argument("--out", required=True, help="output model directory")
+    st.set_defaults(func=cmd_convert_gan, family_name="stackgan")
 
 
 def cmd_convert_gan(args: argparse.Namespace) -> int:
     from t2igan.convert.official import convert_gan
 
-    kwargs = ({"netG": args.netG, "netD": args.netD} if args.family_name == "ssagan"
-              else {"state_epoch": args.state_epoch})
+    kwargs = ({"state_epoch": args.state_epoch} if args.family_name == "dfgan"
+              else {"netG": args.netG, "netD": args.netD})
     out = convert_gan(args.family_name, text_encoder=args.text_encoder, captions=args.captions,
                       out_dir=args.out, words_num=args.words_num, **kwargs)
-    print(f"wrote {out}; try: t2igan sample --model {out} --prompt \"a small bird with a red crown\" --out samples")
+    if args.family_name in ("ssagan", "dfgan"):
+        print(f"wrote {out}; try: t2igan sample --model {out} --prompt \"a small bird with a red crown\" "
+              "--out samples")
+    elif args.text_encoder is None:
+        print(f"wrote {out} (no text encoder: the generator conditions on char-CNN-RNN embeddings; open it with "
+              "t2igan.models.registry.read_model_dir)")
+    else:
+        print(f"wrote {out}")
     return 0
 
 
@@ -484,7 +531,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate images from prompts with an exported model",
                        description="Generate images from prompts. Writes one PNG per image, a captioned grid "
                                    "and, with --masks, each SSA-GAN block's mask over its image.")
-    p.add_argument("--model", required=True, help="exported model directory (pipeline.json, ...)")
+    p.add_argument("--model", required=True,
+                   help="exported model directory (pipeline.json, ...) or a shipped model's name (synthbirds)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     src.add_argument("--prompts-file", help="a text file with one prompt per line")
@@ -505,10 +553,73 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sample)
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def _generate_and_write(model: str, prompts: list[str], *, out_dir: Path, n: int, seed: int,
+                        truncation: float | None, masks: bool, batch_size: int, device: str,
+                        command: str) -> Path:
+    """Images for ``prompts`` -> OUT/pNNN_KK.png, grid.png, prompts.jsonl (and masks/); prints where they are."""
     from t2igan.pipeline import T2IPipeline
     from t2igan.utils.image import captioned_grid, mask_strip
 
+    pipe = T2IPipeline.from_pretrained(model, device=device)
+    if masks and not pipe.has_masks:
+        print(f"t2igan {command}: note: {pipe.family} models have no masks; --masks ignored", file=sys.stderr)
+    with warnings.catch_warnings(record=True):  # unknown words: reported once per prompt below
+        out = pipe(prompts, seed=seed, num_images_per_prompt=n, truncation=truncation, batch_size=batch_size)
+    for p, unknown in enumerate(out.unknown_words[::n]):
+        if unknown:
+            print(f"t2igan {command}: prompt {p + 1}: not in the model's vocabulary, left out: "
+                  f"{', '.join(unknown)}", file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, img in enumerate(out.images):
+        p, k = divmod(i, n)
+        name = f"p{p:03d}_{k:02d}.png"
+        img.save(out_dir / name)
+        names.append(name)
+        if masks and out.masks is not None:
+            (out_dir / "masks").mkdir(exist_ok=True)
+            mask_strip(img, [m[i] for m in out.masks]).save(out_dir / "masks" / name)
+    captioned_grid(out.images, out.prompts, cols=max(n, min(4, len(out.images)))).save(out_dir / "grid.png")
+    with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
+        for i, name in enumerate(names):
+            f.write(json.dumps({"file": name, "prompt": out.prompts[i], "seed": out.seeds[i][0],
+                                "index": out.seeds[i][1], "words": out.words[i],
+                                "unknown_words": out.unknown_words[i]}) + "\n")
+    print(f"wrote {len(names)} images, grid.png{' and masks/' if masks and out.masks else ''} to {out_dir}")
+    return out_dir
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="images from a prompt with the shipped SynthBirds model (or --model)",
+                       description="Generate images from one or more prompts. Uses the SSA-GAN model shipped "
+                                   "with t2igan (SynthBirds, 64 px) unless --model names another; writes PNGs, "
+                                   "a captioned grid and SSA-GAN's masks to --out.")
+    p.add_argument("prompt", nargs="+", help='prompt(s), e.g. "a small bird with a red crown and blue wings"')
+    p.add_argument("--model", default="synthbirds", help="shipped model name or exported model directory "
+                                                          "(default: synthbirds)")
+    p.add_argument("--n", type=int, default=4, help="images per prompt (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed: image i's noise depends only on (seed, i)")
+    p.add_argument("--truncation", type=float, default=None, help="truncated noise, e.g. 0.88")
+    p.add_argument("--no-masks", dest="masks", action="store_false", help="do not draw SSA-GAN's masks")
+    p.add_argument("--batch-size", type=int, default=16, help="images generated at once")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", default="t2igan-generated", help="output directory (default: ./t2igan-generated)")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    prompts = [p.strip() for p in args.prompt]
+    if not all(prompts):
+        raise ValueError("a prompt is empty")
+    _generate_and_write(args.model, prompts, out_dir=Path(args.out), n=args.n, seed=args.seed,
+                        truncation=args.truncation, masks=args.masks, batch_size=args.batch_size,
+                        device=args.device, command="generate")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
     if args.split:
         return _sample_split(args)
     if args.prompts_file:
@@ -522,29 +633,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         prompts = args.prompt
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
-    pipe = T2IPipeline.from_pretrained(args.model, device=args.device)
-    if args.masks and not pipe.has_masks:
-        print(f"t2igan sample: note: {pipe.family} models have no masks; --masks ignored", file=sys.stderr)
-    out = pipe(prompts, seed=args.seed, num_images_per_prompt=args.n, truncation=args.truncation,
-               batch_size=args.batch_size)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i, img in enumerate(out.images):
-        p, k = divmod(i, args.n)
-        name = f"p{p:03d}_{k:02d}.png"
-        img.save(out_dir / name)
-        names.append(name)
-        if args.masks and out.masks is not None:
-            (out_dir / "masks").mkdir(exist_ok=True)
-            mask_strip(img, [m[i] for m in out.masks]).save(out_dir / "masks" / name)
-    captioned_grid(out.images, out.prompts, cols=max(args.n, min(4, len(out.images)))).save(out_dir / "grid.png")
-    with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
-        for i, name in enumerate(names):
-            f.write(json.dumps({"file": name, "prompt": out.prompts[i], "seed": out.seeds[i][0],
-                                "index": out.seeds[i][1], "words": out.words[i],
-                                "unknown_words": out.unknown_words[i]}) + "\n")
-    print(f"wrote {len(names)} images, grid.png{' and masks/' if args.masks and out.masks else ''} to {out_dir}")
+    _generate_and_write(args.model, prompts, out_dir=Path(args.out), n=args.n, seed=args.seed,
+                        truncation=args.truncation, masks=args.masks, batch_size=args.batch_size,
+                        device=args.device, command="sample")
     return 0
 
 
@@ -723,6 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_train_evaluator(sub)
     _add_convert(sub)
+    _add_generate(sub)
     _add_sample(sub)
     _add_quickstart(sub)
     _add_serve(sub)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from t2igan.data.collate import pad_captions
-from t2igan.models.registry import FAMILIES, read_model_dir
+from t2igan.models.registry import FAMILIES, read_model_dir, resolve_model_dir
 from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
 from t2igan.utils.device import resolve_device
 from t2igan.utils.image import tensor_to_pil
@@ -54,11 +54,20 @@ class T2IPipeline:
         self.text_encoder = text_encoder.to(self.device).eval()
         self.vocab = vocab
         self.words_num = words_num
-        self.nz = generator.config.nz
+        self.nz = generator.noise_dim  # one image's noise vector (z, and CA's epsilon where there is one)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> T2IPipeline:
         device = resolve_device(device)
+        meta = read_model_dir(Path(directory), components=()).meta
+        if "text_encoder" not in meta["components"]:
+            from t2igan.models.base import ModelLoadError
+
+            raise ModelLoadError(
+                f"{directory}: this {meta['family']} model has no text encoder, so it cannot take a free-text "
+                f"prompt: its generator conditions on precomputed {meta.get('condition')} text embeddings. Load "
+                "the generator with t2igan.models.registry.read_model_dir(DIR, components=('generator',)) and "
+                "pass it such embeddings, or convert the model with a DAMSM text encoder of matching size")
         md = read_model_dir(Path(directory), components=("generator", "text_encoder"))
         return cls(md.family, md.components["generator"], md.components["text_encoder"], md.vocab,
                    words_num=int(md.meta.get("words_num", 18)), device=device)
@@ -107,15 +116,12 @@ class T2IPipeline:
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             caps, lengths = pad_captions(chunk)
-            _, sent = self.text_encoder(caps.to(self.device), lengths)
+            cond = self.text_encoder.encode(caps.to(self.device), lengths)
             noise = torch.stack([image_noise(seed, int(i), self.nz, truncation)
                                  for i in indices[start:start + batch_size]])
-            out = self.generator(noise.to(self.device), sent)
-            if self.has_masks:
-                img, m = out
+            img, m = self.generator.synthesize(noise.to(self.device), cond)
+            if self.has_masks and m is not None:
                 masks.append([x.float().cpu() for x in m])
-            else:
-                img = out
             images.append(img.float().cpu())
         tensors = torch.cat(images)
         mask_list = [torch.cat([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
@@ -144,12 +150,14 @@ def evaluate_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     tdist.init_from_env(device)
     if device.type == "cuda" and tdist.is_distributed():
         device = torch.device("cuda", tdist.local_rank())
-    model_dir = Path(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     meta = read_json(model_dir / "pipeline.json")
     trained_data = meta.get("data") or {}
     root = data_root or trained_data.get("root")
     if not root:
-        raise ValueError(f"{model_dir} does not record its training data: pass the dataset root (--data)")
+        how = f" (this model's data is made by `{trained_data['prepare']}`)" if trained_data.get("prepare") else ""
+        raise ValueError(f"{model_dir} does not record where its training data is: pass the dataset root "
+                         f"(--data){how}")
     pipe = T2IPipeline.from_pretrained(model_dir, device=device)
     data_cfg = DataConfig(kind=kind or trained_data.get("kind", "synthbirds"), root=str(root),
                           image_size=pipe.generator.config.image_size, words_num=pipe.words_num,
@@ -158,9 +166,14 @@ def evaluate_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike
 
     encoders = None
     if "r_precision" in config.metrics:
+        if not damsm and "image_encoder" in (meta.get("components") or {}):
+            damsm = str(model_dir)  # the model bundles its DAMSM image encoder beside its text encoder
         damsm = damsm or meta.get("damsm")
         if not damsm:
             raise ValueError(f"r_precision needs DAMSM encoders: {model_dir} records none, pass --damsm DIR")
+        if not (Path(damsm) / "image_encoder").is_dir():
+            raise FileNotFoundError(f"DAMSM image encoder not found: {Path(damsm) / 'image_encoder'} (R-precision "
+                                    "needs the DAMSM the model was trained with; pass --damsm DIR)")
         te = TextEncoder.from_pretrained(Path(damsm) / "text_encoder")
         if te.config.vocab_size != len(pipe.vocab):
             raise ValueError(f"{damsm}: its text encoder embeds {te.config.vocab_size} words but the model's "

@@ -1,4 +1,4 @@
-"""Import checkpoints released with the official AttnGAN / SSA-GAN / DF-GAN code.
+"""Import checkpoints released with the official AttnGAN / StackGAN / SSA-GAN / DF-GAN code.
 
 The DAMSM encoders (``text_encoder*.pth``, ``image_encoder*.pth``) are plain pickled state dicts. They are read
 with ``torch.load(..., weights_only=True)`` (no arbitrary objects are unpickled), a leading ``module.`` (from a
@@ -13,21 +13,35 @@ a t2igan directory (``text_encoder/``, ``image_encoder/``, ``vocab.json``).
 :func:`import_ssagan` reads SSA-GAN ``netG_*.pth`` / ``netD_*.pth`` (bare state dicts, usually ``module.``-prefixed)
 and :func:`import_dfgan` DF-GAN (CVPR 2022) ``state_epoch_*.pth`` files (``{'model': {'netG', 'netD', 'netC'},
 'optimizers': ..., 'epoch': ...}``) or bare ``netG`` state dicts; both infer the network sizes from the tensors.
+:func:`import_attngan` reads AttnGAN ``netG_epoch_*.pth`` / released ``bird_AttnGAN2.pth``, ``coco_AttnGAN2.pth`` (and
+``netD0.pth`` .. ``netD2.pth``), :func:`import_stackgan` StackGAN-Pytorch ``netG_epoch_*.pth`` / ``netD_epoch_*.pth``
+of stage I or II (a stage-II netG holds ``STAGE1_G.*``); they infer the sizes from the tensors too, and set absent
+``num_batches_tracked`` counters to 0 (the 2018 checkpoints predate them).
 :func:`convert_gan` combines a GAN, its DAMSM text encoder and ``captions.pickle`` into an exported model directory
-(:func:`t2igan.models.registry.write_model_dir`).
+(:func:`t2igan.models.registry.write_model_dir`); a StackGAN model conditioned on char-CNN-RNN embeddings is
+converted without a text encoder.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from t2igan.models.attngan import (
+    ATTENTION_MASKS,
+    AttnGANDiscriminator,
+    AttnGANDiscriminatorConfig,
+    AttnGANDiscriminators,
+    AttnGANDiscriminatorsConfig,
+    AttnGANGenerator,
+    AttnGANGeneratorConfig,
+)
 from t2igan.models.base import ModelLoadError
 from t2igan.models.damsm import (
     ImageEncoder,
@@ -54,16 +68,27 @@ from t2igan.models.ssagan import (
     ssagan_discriminator_channels,
     ssagan_generator_channels,
 )
+from t2igan.models.stackgan import (
+    StackGANDiscriminatorConfig,
+    StackGANStage1Config,
+    StackGANStage1Discriminator,
+    StackGANStage1Generator,
+    StackGANStage2Config,
+    StackGANStage2Discriminator,
+    StackGANStage2Generator,
+)
 from t2igan.text.vocab import Vocabulary
 
 __all__ = [
     "StateSource",
     "convert_damsm",
     "convert_gan",
+    "import_attngan",
     "import_damsm_image_encoder",
     "import_damsm_text_encoder",
     "import_dfgan",
     "import_ssagan",
+    "import_stackgan",
     "load_official_state",
     "load_state_exact",
     "strip_module_prefix",
@@ -443,24 +468,275 @@ def import_dfgan(state_epoch: StateSource) -> tuple[DFGANGenerator, DFGANDiscrim
     return generator.eval(), discriminator
 
 
-_GAN_IMPORTERS = ("ssagan", "dfgan")
+# ================================================================================================ AttnGAN / StackGAN
+
+
+def _positive_rest(tensor: torch.Tensor, key: str, other: int, other_name: str, rest_name: str,
+                   source: str) -> int:
+    """The in-features of ``tensor`` left after the ``other`` inputs concatenated with them (must be >= 1)."""
+    rest = int(tensor.shape[1]) - other
+    if rest < 1:
+        raise ModelLoadError(f"{source}: tensor {key!r} has shape {tuple(tensor.shape)}; its {tensor.shape[1]} "
+                             f"inputs leave no room for {rest_name} after {other_name} = {other}")
+    return rest
+
+
+_ATTNGAN_STAGE = re.compile(r"^h_net(\d+)\.")
+
+
+def _attngan_generator_config(state: Mapping[str, torch.Tensor], source: str,
+                              attention_mask: str) -> AttnGANGeneratorConfig:
+    what = "AttnGAN netG"
+    key = "ca_net.fc.weight"  # [4 * CONDITION_DIM, EMBEDDING_DIM]
+    ca = _require(state, key, 2, source, what)
+    embedding_dim = _multiple_of(int(ca.shape[0]), 4, key, ca, source)
+    text_dim = int(ca.shape[1])
+    key = "h_net1.fc.0.weight"  # [16*ngf * 4*4 * 2, CONDITION_DIM + Z_DIM]
+    fc = _require(state, key, 2, source, what)
+    gf_dim = _multiple_of(int(fc.shape[0]), 16 * 4 * 4 * 2, key, fc, source)
+    z_dim = _positive_rest(fc, key, embedding_dim, "CONDITION_DIM (from 'ca_net.fc.weight')", "the noise", source)
+    stages = sorted({int(m.group(1)) for k in state if (m := _ATTNGAN_STAGE.match(k))})
+    if stages not in ([1], [1, 2], [1, 2, 3]):
+        raise ModelLoadError(f"{source}: its 'h_net{{i}}' stages are numbered {stages}; an official AttnGAN "
+                             "netG has h_net1 .. h_net{BRANCH_NUM} with BRANCH_NUM 1, 2 or 3")
+    words_dim, r_num = text_dim, 0
+    if len(stages) > 1:
+        key = "h_net2.att.conv_context.weight"  # [ngf, EMBEDDING_DIM (words), 1, 1]
+        words_dim = int(_require(state, key, 4, source, what).shape[1])
+        r_num = _block_count(state, "h_net2.residual.", source)
+    dcgan = any(k.startswith("img_net.") for k in state)  # G_DCGAN: one image head after the last stage
+    return _make_config(AttnGANGeneratorConfig, source, gf_dim=gf_dim, z_dim=z_dim, embedding_dim=embedding_dim,
+                        text_dim=text_dim, words_dim=words_dim, r_num=r_num, branch_num=len(stages), dcgan=dcgan,
+                        attention_mask=attention_mask)
+
+
+def _attngan_discriminator_config(state: Mapping[str, torch.Tensor], source: str) -> AttnGANDiscriminatorConfig:
+    what = "AttnGAN netD"
+    ndf = int(_require(state, "img_code_s16.0.weight", 4, source, what).shape[0])  # [DF_DIM, 3, 4, 4]
+    if any(k.startswith("img_code_s64.") for k in state):
+        size = 256  # D_NET256
+    elif any(k.startswith("img_code_s32.") for k in state):
+        size = 128  # D_NET128
+    else:
+        size = 64  # D_NET64
+    key = "COND_DNET.jointConv.0.weight"  # [8*ndf, 8*ndf + EMBEDDING_DIM, 3, 3]
+    text_dim = _cond_from(_require(state, key, 4, source, what), key, 8 * ndf, "the feature channels", source)
+    b_jcu = any(k.startswith("UNCOND_DNET.") for k in state)
+    return _make_config(AttnGANDiscriminatorConfig, source, image_size=size, df_dim=ndf, text_dim=text_dim,
+                        b_jcu=b_jcu)
+
+
+def _load_filled(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """:func:`load_state_exact` after setting absent BatchNorm ``num_batches_tracked`` counters to 0."""
+    load_state_exact(module, fill_missing_bn_counters(module, dict(state)), source=source)
+
+
+def _source_list(sources: Any, name: str, what: str) -> list[StateSource]:
+    if isinstance(sources, str | os.PathLike | Mapping) or not isinstance(sources, Sequence):
+        raise ValueError(f"{name} must be a list of {what}, got a {type(sources).__name__}")
+    return list(sources)
+
+
+def import_attngan(netG: StateSource,  # noqa: N803 -- the official name
+                   netsD: Sequence[StateSource] | None = None, *,  # noqa: N803
+                   attention_mask: str = "own",
+                   ) -> tuple[AttnGANGenerator, AttnGANDiscriminators | AttnGANDiscriminator | None]:
+    """Build AttnGAN modules from an official ``netG_epoch_*.pth`` / ``bird_AttnGAN2.pth`` (and ``netD{i}.pth``).
+
+    ``netsD`` lists the discriminator files in stage order (``[netD0.pth, netD1.pth, netD2.pth]``: ``D_NET64``,
+    ``D_NET128``, ``D_NET256``); they become the ``stages`` of one :class:`AttnGANDiscriminators`. For an
+    AttnDCGAN generator (``G_DCGAN``) the official trainer has a single ``D_NET`` at the last size (``b_jcu``
+    False): pass ``[netD0.pth]`` and get an :class:`AttnGANDiscriminator`. Files and mappings, with or without
+    ``module.``, and 2018 files without ``num_batches_tracked`` load; every other key is required.
+
+    Sizes come from the tensors: ``CONDITION_DIM`` and ``TEXT.EMBEDDING_DIM`` from ``ca_net.fc.weight`` [4*ncf,
+    nef], ``GF_DIM`` and ``Z_DIM`` from ``h_net1.fc.0.weight`` [512*ngf, ncf + nz], ``BRANCH_NUM`` from the
+    ``h_net{i}`` stages, the word width from ``h_net2.att.conv_context.weight``, ``R_NUM`` from the
+    ``h_net2.residual.{k}`` blocks (0 for AttnDCGAN), ``B_DCGAN`` from a single ``img_net``; per discriminator
+    ``DF_DIM`` from ``img_code_s16.0.weight``, its size from ``img_code_s32``/``img_code_s64``, the sentence width
+    from ``COND_DNET.jointConv.0.weight`` and ``b_jcu`` from ``UNCOND_DNET``. ``attention_mask`` is the
+    generator's masking (``"official"`` reproduces the official batch quirk; see
+    :mod:`t2igan.models.attngan`). Returns ``(generator, discriminators or None)`` in eval mode.
+    """
+    if attention_mask not in ATTENTION_MASKS:
+        raise ValueError(f"attention_mask must be one of {', '.join(ATTENTION_MASKS)}, got {attention_mask!r}")
+    g_state, g_source = _load_gan_state(netG, "netG")
+    g_config = _attngan_generator_config(g_state, g_source, attention_mask)
+    parts: list[tuple[dict[str, torch.Tensor], str, AttnGANDiscriminatorConfig]] = []
+    if netsD is not None:
+        sources = _source_list(netsD, "netsD", "netD{i}.pth files (or state dicts) in stage order")
+        expected = (g_config.image_size,) if g_config.dcgan else tuple(64 * 2 ** i for i in range(g_config.branch_num))
+        if len(sources) != len(expected):
+            kind = ("an AttnDCGAN netG (one D_NET at its last size)" if g_config.dcgan
+                    else f"a netG with {g_config.branch_num} stages")
+            raise ModelLoadError(f"{g_source} is {kind}: it needs {len(expected)} discriminator file(s) "
+                                 f"({', '.join(f'{s} px' for s in expected)}), got {len(sources)}")
+        for i, (src, size) in enumerate(zip(sources, expected)):
+            state, source = _load_gan_state(src, f"netD{i}")
+            cfg = _attngan_discriminator_config(state, source)
+            if cfg.image_size != size:
+                raise ModelLoadError(f"{source}: is a D_NET{cfg.image_size} ({cfg.image_size} px) but discriminator "
+                                     f"{i} of {g_source} scores {size} px images; pass netD0.pth, netD1.pth, ... "
+                                     "in stage order")
+            if cfg.text_dim != g_config.text_dim:
+                raise ModelLoadError(f"the generator {g_source} takes {g_config.text_dim}-d sentence embeddings but the "
+                                     f"discriminator {source} conditions on {cfg.text_dim}-d ones; they are not "
+                                     "parts of the same model")
+            for field in ("df_dim", "b_jcu"):
+                if parts and getattr(cfg, field) != getattr(parts[0][2], field):
+                    raise ModelLoadError(f"{source}: has {field} {getattr(cfg, field)} but {parts[0][1]} has "
+                                         f"{getattr(parts[0][2], field)}; the discriminators of one model share it")
+            parts.append((state, source, cfg))
+    generator = AttnGANGenerator(g_config)
+    _load_filled(generator, g_state, g_source)
+    discriminator: AttnGANDiscriminators | AttnGANDiscriminator | None = None
+    if g_config.dcgan and parts:
+        state, source, cfg = parts[0]
+        discriminator = AttnGANDiscriminator(cfg)
+        _load_filled(discriminator, state, source)
+    elif parts:
+        first = parts[0][2]
+        discriminator = AttnGANDiscriminators(AttnGANDiscriminatorsConfig(
+            image_size=g_config.image_size, df_dim=first.df_dim, text_dim=first.text_dim, b_jcu=first.b_jcu))
+        for stage, (state, source, _) in zip(discriminator.stages, parts):
+            _load_filled(stage, state, source)
+    if discriminator is not None:
+        discriminator.eval()
+    return generator.eval(), discriminator
+
+
+def _stackgan_stage1_config(state: Mapping[str, torch.Tensor], source: str, prefix: str = "") -> StackGANStage1Config:
+    what = "StackGAN netG"
+    key = f"{prefix}ca_net.fc.weight"  # [2 * CONDITION_DIM, TEXT.DIMENSION]
+    ca = _require(state, key, 2, source, what)
+    cond_dim = _multiple_of(int(ca.shape[0]), 2, key, ca, source)
+    key = f"{prefix}fc.0.weight"  # [8*ngf * 4*4, Z_DIM + CONDITION_DIM]
+    fc = _require(state, key, 2, source, what)
+    ngf = _multiple_of(int(fc.shape[0]), 8 * 4 * 4, key, fc, source)
+    nz = _positive_rest(fc, key, cond_dim, f"CONDITION_DIM (from '{prefix}ca_net.fc.weight')", "the noise", source)
+    return _make_config(StackGANStage1Config, source, ngf=ngf, nz=nz, text_dim=int(ca.shape[1]), cond_dim=cond_dim)
+
+
+def _stackgan_stage2_config(state: Mapping[str, torch.Tensor], source: str) -> StackGANStage2Config:
+    stage1 = _stackgan_stage1_config(state, source, "STAGE1_G.")
+    ca = _require(state, "ca_net.fc.weight", 2, source, "StackGAN stage-II netG")
+    if tuple(ca.shape) != (2 * stage1.cond_dim, stage1.text_dim):
+        raise ModelLoadError(f"{source}: tensor 'ca_net.fc.weight' has shape {tuple(ca.shape)} but "
+                             f"'STAGE1_G.ca_net.fc.weight' has {(2 * stage1.cond_dim, stage1.text_dim)}; both stages "
+                             "read one TEXT.DIMENSION and CONDITION_DIM")
+    ngf = int(_require(state, "encoder.0.weight", 4, source, "StackGAN stage-II netG").shape[0])  # [ngf, 3, 3, 3]
+    return _make_config(StackGANStage2Config, source, ngf=ngf, nz=stage1.nz, text_dim=stage1.text_dim,
+                        cond_dim=stage1.cond_dim, r_num=_block_count(state, "residual.", source),
+                        stage1_ngf=None if stage1.ngf == ngf else stage1.ngf)
+
+
+def _stackgan_discriminator_config(state: Mapping[str, torch.Tensor],
+                                   source: str) -> tuple[int, StackGANDiscriminatorConfig]:
+    """``(stage, config)``: stage II when the file has ``get_uncond_logits`` or the deeper ``encode_img``."""
+    what = "StackGAN netD"
+    ndf = int(_require(state, "encode_img.0.weight", 4, source, what).shape[0])  # [DF_DIM, 3, 4, 4]
+    key = "get_cond_logits.outlogits.0.weight"  # [8*ndf, 8*ndf + CONDITION_DIM, 3, 3]
+    cond_dim = _cond_from(_require(state, key, 4, source, what), key, 8 * ndf, "the feature channels", source)
+    stage = 2 if any(k.startswith(("get_uncond_logits.", "encode_img.11.")) for k in state) else 1
+    return stage, _make_config(StackGANDiscriminatorConfig, source, ndf=ndf, cond_dim=cond_dim)
+
+
+def import_stackgan(netG: StateSource,  # noqa: N803 -- the official name
+                    netD: StateSource | None = None,  # noqa: N803
+                    ) -> tuple[StackGANStage1Generator | StackGANStage2Generator,
+                               StackGANStage1Discriminator | StackGANStage2Discriminator | None]:
+    """Build StackGAN-Pytorch modules from official ``netG_epoch_*.pth`` (and ``netD_epoch_*.pth``) files.
+
+    The stage comes from the keys: a netG holding ``STAGE1_G.*`` is ``STAGE2_G`` and gives a
+    :class:`StackGANStage2Generator` (the embedded stage-I weights included), any other a
+    :class:`StackGANStage1Generator`; a netD with ``get_uncond_logits`` (and the deeper ``encode_img``) is
+    ``STAGE2_D``, else ``STAGE1_D``, and must be of the generator's stage. Sizes come from the tensors:
+    ``CONDITION_DIM`` and ``TEXT.DIMENSION`` from ``ca_net.fc.weight`` [2*cond, text], ``GF_DIM`` and ``Z_DIM``
+    from (``STAGE1_G.``)``fc.0.weight`` [128*ngf, nz + cond]; stage II's ``GF_DIM`` from ``encoder.0.weight`` and
+    ``R_NUM`` from the ``residual.{k}`` blocks; ``DF_DIM`` from ``encode_img.0.weight`` and the discriminator's
+    ``CONDITION_DIM`` (it scores images against the generator's CA mean) from
+    ``get_cond_logits.outlogits.0.weight``. Files and mappings, with or without ``module.``, and files without
+    ``num_batches_tracked`` load; every other key is required. Returns ``(generator, discriminator or None)``
+    in eval mode.
+    """
+    g_state, g_source = _load_gan_state(netG, "netG")
+    g_stage = 2 if any(k.startswith("STAGE1_G.") for k in g_state) else 1
+    g_config: StackGANStage1Config | StackGANStage2Config = (
+        _stackgan_stage2_config(g_state, g_source) if g_stage == 2 else _stackgan_stage1_config(g_state, g_source))
+    d_state: dict[str, torch.Tensor] | None = None
+    d_config: StackGANDiscriminatorConfig | None = None
+    d_source = ""
+    if netD is not None:
+        d_state, d_source = _load_gan_state(netD, "netD")
+        d_stage, d_config = _stackgan_discriminator_config(d_state, d_source)
+        if d_stage != g_stage:
+            names = {1: "stage-I (64 px)", 2: "stage-II (256 px)"}
+            raise ModelLoadError(f"the generator {g_source} is {names[g_stage]} but the discriminator {d_source} is "
+                                 f"{names[d_stage]}; they are not parts of the same model")
+        if d_config.cond_dim != g_config.cond_dim:
+            raise ModelLoadError(f"the generator {g_source} has CONDITION_DIM {g_config.cond_dim} but the "
+                                 f"discriminator {d_source} conditions on {d_config.cond_dim}-d codes; they are not "
+                                 "parts of the same model")
+    generator: StackGANStage1Generator | StackGANStage2Generator
+    if isinstance(g_config, StackGANStage2Config):
+        generator = StackGANStage2Generator(g_config)
+    else:
+        generator = StackGANStage1Generator(g_config)
+    _load_filled(generator, g_state, g_source)
+    discriminator: StackGANStage1Discriminator | StackGANStage2Discriminator | None = None
+    if d_state is not None and d_config is not None:
+        discriminator = (StackGANStage2Discriminator if g_stage == 2 else StackGANStage1Discriminator)(d_config)
+        _load_filled(discriminator, d_state, d_source)
+        discriminator.eval()
+    return generator.eval(), discriminator
+
+
+_GAN_IMPORTERS = ("ssagan", "dfgan", "attngan", "stackgan")
+
+
+def _check_gan_sources(family: str, netG: Any, netD: Any, state_epoch: Any) -> None:  # noqa: N803
+    """Which checkpoint arguments each family takes (a ValueError naming the right ones)."""
+    if family == "dfgan":
+        if state_epoch is None:
+            raise ValueError("family 'dfgan' needs state_epoch (an official DF-GAN state_epoch_*.pth, or a netG "
+                             "state dict)")
+        if netG is not None or netD is not None:
+            raise ValueError("a DF-GAN model is given as state_epoch (a state_epoch_*.pth holds netG, netD and "
+                             "netC; a bare netG state dict is accepted too), not as netG/netD")
+        return
+    names = {"ssagan": "an official SSA-GAN netG_*.pth", "attngan": "an official AttnGAN netG_epoch_*.pth or "
+             "bird_AttnGAN2.pth / coco_AttnGAN2.pth", "stackgan": "an official StackGAN-Pytorch netG_epoch_*.pth"}
+    if netG is None:
+        raise ValueError(f"family {family!r} needs netG ({names[family]})")
+    if state_epoch is not None:
+        raise ValueError(f"state_epoch is a DF-GAN checkpoint; an {family} model is given as netG (and netD)")
+    if family == "attngan" and netD is not None:
+        _source_list(netD, "netD of an AttnGAN model", "the netD0.pth, netD1.pth, netD2.pth files in stage order")
+    elif netD is not None and not isinstance(netD, str | os.PathLike | Mapping):
+        raise ValueError(f"netD of a {family} model is one file or state dict, got a {type(netD).__name__}")
 
 
 def convert_gan(family: str, *, netG: StateSource | None = None,  # noqa: N803 -- the official names
-                netD: StateSource | None = None,  # noqa: N803
-                state_epoch: StateSource | None = None, text_encoder: StateSource,
+                netD: StateSource | Sequence[StateSource] | None = None,  # noqa: N803
+                state_epoch: StateSource | None = None, text_encoder: StateSource | None = None,
                 captions: str | os.PathLike[str] | None = None, out_dir: str | os.PathLike[str],
                 words_num: int = 18) -> Path:
-    """Convert an official SSA-GAN or DF-GAN model into an exported model directory; returns ``out_dir``.
+    """Convert an official SSA-GAN, DF-GAN, AttnGAN or StackGAN model into an exported model directory.
 
     ``family`` ``"ssagan"`` takes ``netG`` (and optionally ``netD``), ``"dfgan"`` takes ``state_epoch`` (a
-    ``state_epoch_*.pth`` or a bare netG state dict). ``text_encoder`` is the DAMSM ``text_encoder*.pth`` the GAN
-    was trained with and ``captions`` its ``captions.pickle`` / ``captions_DAMSM.pickle`` (required: the
-    vocabulary maps prompts to word ids; its size must equal the encoder's embedding rows). The generator's
-    ``cond_dim`` must equal the encoder's sentence-embedding size. Everything is imported and checked before
-    anything is written; then :func:`~t2igan.models.registry.write_model_dir` writes ``generator/``,
-    ``discriminator/`` (when there is one), ``text_encoder/``, ``vocab.json`` and ``pipeline.json`` (with
-    ``words_num`` and the ``source`` files).
+    ``state_epoch_*.pth`` or a bare netG state dict), ``"attngan"`` ``netG`` and optionally ``netD`` as the list
+    ``[netD0.pth, netD1.pth, netD2.pth]`` (:func:`import_attngan`), ``"stackgan"`` ``netG`` of stage I or II and
+    optionally the ``netD`` of the same stage (:func:`import_stackgan`). ``text_encoder`` is the DAMSM
+    ``text_encoder*.pth`` the GAN was trained with and ``captions`` its ``captions.pickle`` /
+    ``captions_DAMSM.pickle`` (the vocabulary maps prompts to word ids; its size must equal the encoder's
+    embedding rows); the generator's sentence-embedding size must equal the encoder's. StackGAN conditions on
+    1024-d char-CNN-RNN embeddings, which no DAMSM encoder gives: without ``text_encoder`` (and ``captions``) the
+    directory holds no text encoder and no vocabulary and ``pipeline.json`` records ``"condition":
+    "char-cnn-rnn"`` (``"damsm"`` for a model converted with its DAMSM encoder); such a model cannot take text
+    prompts. Everything is imported and checked before anything is written; then
+    :func:`~t2igan.models.registry.write_model_dir` writes ``generator/``, ``discriminator/`` (when there is one),
+    ``text_encoder/``, ``vocab.json`` and ``pipeline.json`` (with ``words_num`` and the ``source`` files).
+    Returns ``out_dir``.
     """
     FAMILIES.get(family)  # an unknown family: RegistryError listing the choices
     if family not in _GAN_IMPORTERS:
@@ -468,45 +744,80 @@ def convert_gan(family: str, *, netG: StateSource | None = None,  # noqa: N803 -
                          f"{', '.join(_GAN_IMPORTERS)}")
     if isinstance(words_num, bool) or not isinstance(words_num, int) or words_num < 1:
         raise ValueError(f"words_num must be a positive int, got {words_num!r}")
-    if family == "ssagan":
-        if netG is None:
-            raise ValueError("family 'ssagan' needs netG (an official SSA-GAN netG_*.pth)")
-        if state_epoch is not None:
-            raise ValueError("state_epoch is a DF-GAN checkpoint; an SSA-GAN model is given as netG (and netD)")
-    else:
-        if state_epoch is None:
-            raise ValueError("family 'dfgan' needs state_epoch (an official DF-GAN state_epoch_*.pth, or a netG "
-                             "state dict)")
-        if netG is not None or netD is not None:
-            raise ValueError("a DF-GAN model is given as state_epoch (a state_epoch_*.pth holds netG, netD and "
-                             "netC; a bare netG state dict is accepted too), not as netG/netD")
-    if captions is None:
+    _check_gan_sources(family, netG, netD, state_epoch)
+    if text_encoder is None:
+        if family != "stackgan":
+            raise ValueError(f"family {family!r} needs text_encoder (the DAMSM text_encoder*.pth the GAN was "
+                             "trained with)")
+        if captions is not None:
+            raise ValueError("captions were given without a text encoder: the vocabulary belongs to a DAMSM text "
+                             "encoder; pass both, or neither for a StackGAN model conditioned on char-CNN-RNN "
+                             "embeddings")
+    elif captions is None:
         raise ValueError("a vocabulary is required to map prompts to word ids: pass captions= (the "
                          "captions.pickle / captions_DAMSM.pickle the text encoder was trained with)")
 
-    source: dict[str, str] = {}
-    if family == "ssagan":
-        assert netG is not None
-        generator, discriminator = import_ssagan(netG, netD)
-        source["netG"] = _source_name(netG, "netG")
-        if netD is not None:
-            source["netD"] = _source_name(netD, "netD")
-    else:
+    source: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    generator: Any
+    discriminator: Any
+    if family == "dfgan":
         assert state_epoch is not None
         generator, discriminator = import_dfgan(state_epoch)
         source["state_epoch"] = _source_name(state_epoch, "state_epoch")
-    vocab = Vocabulary.from_captions_pickle(captions)
-    text = import_damsm_text_encoder(text_encoder, vocab=vocab)
-    source["text_encoder"] = _source_name(text_encoder, "text_encoder")
-    source["captions"] = str(Path(captions))
-    if generator.config.cond_dim != text.config.hidden:
-        raise ValueError(
-            f"the generator ({source.get('netG') or source['state_epoch']}) conditions on "
-            f"{generator.config.cond_dim}-d sentence embeddings but the text encoder {source['text_encoder']} "
-            f"produces {text.config.hidden}-d ones; use the text encoder the GAN was trained with")
+    else:
+        assert netG is not None
+        if family == "ssagan":
+            generator, discriminator = import_ssagan(netG, netD)  # type: ignore[arg-type]
+        elif family == "attngan":
+            generator, discriminator = import_attngan(netG, netD)  # type: ignore[arg-type]
+        else:
+            generator, discriminator = import_stackgan(netG, netD)  # type: ignore[arg-type]
+            meta["stage"] = 2 if isinstance(generator, StackGANStage2Generator) else 1
+        source["netG"] = _source_name(netG, "netG")
+        if family == "attngan" and netD is not None:
+            source["netD"] = [_source_name(d, f"netD{i}") for i, d in enumerate(netD)]  # type: ignore[arg-type]
+        elif netD is not None:
+            source["netD"] = _source_name(netD, "netD")  # type: ignore[arg-type]
+    g_name = source.get("netG") or source["state_epoch"]
+    vocab = text = None
+    if text_encoder is not None:
+        assert captions is not None
+        vocab = Vocabulary.from_captions_pickle(captions)
+        text = import_damsm_text_encoder(text_encoder, vocab=vocab)
+        source["text_encoder"] = _source_name(text_encoder, "text_encoder")
+        source["captions"] = str(Path(captions))
+        hidden = text.config.hidden
+        if family in ("ssagan", "dfgan"):
+            if generator.config.cond_dim != hidden:
+                raise ValueError(
+                    f"the generator ({g_name}) conditions on {generator.config.cond_dim}-d sentence embeddings but "
+                    f"the text encoder {source['text_encoder']} produces {hidden}-d ones; use the text encoder the "
+                    "GAN was trained with")
+        elif family == "attngan":
+            c = generator.config
+            if c.text_dim != hidden or c.words_dim != hidden:
+                raise ValueError(
+                    f"the generator ({g_name}) conditions on {c.text_dim}-d sentence embeddings and attends to "
+                    f"{c.words_dim}-d word embeddings (TEXT.EMBEDDING_DIM) but the text encoder "
+                    f"{source['text_encoder']} produces {hidden}-d ones; use the text encoder the GAN was trained "
+                    "with")
+            meta["condition"] = "damsm"
+        else:
+            if generator.config.text_dim != hidden:
+                raise ValueError(
+                    f"the generator ({g_name}) conditions on {generator.config.text_dim}-d text embeddings "
+                    f"(TEXT.DIMENSION; 1024 for the char-CNN-RNN embeddings of the released models) but the text "
+                    f"encoder {source['text_encoder']} produces {hidden}-d ones; use the text encoder the GAN was "
+                    "trained with, or leave the text encoder out for a model conditioned on char-CNN-RNN embeddings")
+            meta["condition"] = "damsm"
+    else:
+        meta["condition"] = "char-cnn-rnn"  # no prompts, so no words_num either
 
     components: dict[str, Any] = {"generator": generator}
     if discriminator is not None:
         components["discriminator"] = discriminator
-    components["text_encoder"] = text
-    return write_model_dir(out_dir, family, components, vocab, words_num=words_num, source=source)
+    if text is not None:
+        components["text_encoder"] = text
+    prompts = {"words_num": words_num} if text is not None else {}
+    return write_model_dir(out_dir, family, components, vocab, **prompts, source=source, **meta)

@@ -43,13 +43,15 @@ import torch
 from torch import nn
 
 from t2igan.config import ConfigBase
-from t2igan.models.base import ModelBase
+from t2igan.models.base import GeneratorBase, ModelBase, TextCondition
 from t2igan.models.layers import check_image_size, check_positive
 
 __all__ = [
     "ATTENTION_MASKS",
     "AttnGANDiscriminator",
     "AttnGANDiscriminatorConfig",
+    "AttnGANDiscriminators",
+    "AttnGANDiscriminatorsConfig",
     "AttnGANGenerator",
     "AttnGANGeneratorConfig",
     "AttnGANOutput",
@@ -305,7 +307,7 @@ class AttnGANOutput:
     c_code: torch.Tensor = field(repr=False)
 
 
-class AttnGANGenerator(ModelBase):
+class AttnGANGenerator(GeneratorBase):
     """AttnGAN generator: ``(z, sent_emb, words_emb, mask) -> AttnGANOutput`` (paper Sec. 3.1, Eqs. 1-2).
 
     Inputs: ``z [B, z_dim]``, ``sent_emb [B, text_dim]``, ``words_emb [B, words_dim, T]``, ``mask [B, T]``
@@ -378,6 +380,20 @@ class AttnGANGenerator(ModelBase):
         if self.config.dcgan:
             images.append(self.img_net(h))
         return AttnGANOutput(images, att_maps, mu, logvar, c_code)
+
+    @property
+    def noise_dim(self) -> int:
+        """z, then the CA noise: an image is a function of its noise vector and its caption."""
+        return self.config.z_dim + self.config.embedding_dim
+
+    def synthesize(self, noise: torch.Tensor,
+                   cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """The last stage's image and the word attention of every refinement stage ([B, T, h, w])."""
+        if cond.words_emb is None:
+            raise ValueError("AttnGAN needs the word embeddings (TextCondition.words_emb)")
+        z = self.config.z_dim
+        out = self(noise[:, :z], cond.sent_emb, cond.words_emb, cond.word_mask, noise[:, z:])
+        return out.images[-1], (out.attention_maps or None)
 
 
 # ================================================================================================ discriminators
@@ -525,3 +541,60 @@ class AttnGANDiscriminator(ModelBase):
         if sent_emb is None:
             raise ValueError("features were given without sent_emb or uncond=True; they are already computed")
         return self.cond_logits(features, sent_emb)
+
+
+@dataclass
+class AttnGANDiscriminatorsConfig(ConfigBase):
+    """Settings of the discriminators of all generator stages (one :class:`AttnGANDiscriminator` per scale).
+
+    ``image_size`` is the generator's last image (64, 128 or 256: 1, 2 or 3 stages); ``df_dim``, ``text_dim`` and
+    ``b_jcu`` are shared by every stage, as the official ``D_NET64/128/256`` read them from one config.
+    """
+
+    image_size: int = 256
+    df_dim: int = 64
+    text_dim: int = 256
+    b_jcu: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive(df_dim=self.df_dim, text_dim=self.text_dim)
+        check_image_size(self.image_size)
+
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        """The scale of each stage: ``(64,)``, ``(64, 128)`` or ``(64, 128, 256)``."""
+        return tuple(64 * 2 ** k for k in range((self.image_size // 64).bit_length()))
+
+
+class AttnGANDiscriminators(ModelBase):
+    """The per-scale discriminators of an AttnGAN generator: ``stages[i]`` scores the 64·2^i px image.
+
+    The official ``netD0.pth``, ``netD1.pth``, ``netD2.pth`` (``D_NET64``, ``D_NET128``, ``D_NET256``) load into
+    ``stages[0]``, ``stages[1]``, ``stages[2]`` (keys ``stages.{i}.*``). ``forward(images, sent_emb)`` takes one
+    image per stage (``images[i]`` [B, 3, 64·2^i, 64·2^i], as :class:`AttnGANOutput` lists them) and returns, per
+    stage, ``(cond [B], uncond [B] or None)``: the sigmoid outputs of ``COND_DNET`` (on ``sent_emb``) and
+    ``UNCOND_DNET`` (None when ``b_jcu=False``).
+    """
+
+    config_class: ClassVar[type[ConfigBase]] = AttnGANDiscriminatorsConfig
+    config: AttnGANDiscriminatorsConfig
+
+    def __init__(self, config: AttnGANDiscriminatorsConfig | None = None) -> None:
+        super().__init__(config if config is not None else AttnGANDiscriminatorsConfig())
+        c = self.config
+        self.stages = nn.ModuleList(
+            AttnGANDiscriminator(AttnGANDiscriminatorConfig(image_size=size, df_dim=c.df_dim, text_dim=c.text_dim,
+                                                            b_jcu=c.b_jcu))
+            for size in c.image_sizes)
+
+    def forward(self, images: list[torch.Tensor] | tuple[torch.Tensor, ...],
+                sent_emb: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        if len(images) != len(self.stages):
+            raise ValueError(f"expected {len(self.stages)} images (one per stage: "
+                             f"{', '.join(map(str, self.config.image_sizes))} px), got {len(images)}")
+        out: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        for stage, image in zip(self.stages, images):
+            features = stage.features(image)  # [B, 8ndf, 4, 4]
+            uncond = stage.uncond_logits(features) if stage.UNCOND_DNET is not None else None
+            out.append((stage.cond_logits(features, sent_emb), uncond))
+        return out

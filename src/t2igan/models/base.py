@@ -9,6 +9,7 @@ shape mismatch.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -19,7 +20,7 @@ from t2igan.config import ConfigBase, ConfigError, from_dict, to_dict
 from t2igan.utils.io import atomic_write, read_json, write_json_atomic
 
 __all__ = ["ModelBase", "ModelLoadError", "CONFIG_NAME", "WEIGHTS_NAME", "load_state_dict_file",
-           "save_state_dict_file", "load_state_strict"]
+           "save_state_dict_file", "load_state_strict", "TextCondition", "GeneratorBase"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -129,3 +130,39 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], *, sour
                                  f"the model expects {tuple(own[k].shape)}")
     module.load_state_dict(state, strict=True)
 
+
+
+@dataclass
+class TextCondition:
+    """A batch of captions as a generator sees them (what ``TextEncoder.encode`` returns).
+
+    ``sent_emb`` [B, D]: the sentence embedding (or, for StackGAN models trained on them, precomputed char-CNN-RNN
+    embeddings); ``words_emb`` [B, D, T] and ``word_mask`` [B, T] (True at padding) for word-attention families.
+    """
+
+    sent_emb: torch.Tensor
+    words_emb: torch.Tensor | None = None
+    word_mask: torch.Tensor | None = None
+
+    def detached(self) -> TextCondition:
+        return TextCondition(self.sent_emb.detach().float(),
+                             None if self.words_emb is None else self.words_emb.detach().float(), self.word_mask)
+
+
+class GeneratorBase(ModelBase):
+    """A family's generator as the pipeline, the trainer's samples and the evaluation call it.
+
+    ``noise_dim`` is the length of one image's noise vector (families with conditioning augmentation append its
+    ε to the z noise, so an image is a function of its noise vector alone); :meth:`synthesize` maps
+    ``(noise [B, noise_dim], TextCondition)`` to the final image [B, 3, S, S] in [-1, 1] and the family's
+    per-stage maps (SSA-GAN: each block's mask [B, 1, h, w]; AttnGAN: word attention [B, T, h, w] per refinement
+    stage) or ``None``. ``forward`` keeps each family's official signature.
+    """
+
+    @property
+    def noise_dim(self) -> int:
+        raise NotImplementedError
+
+    def synthesize(self, noise: torch.Tensor,
+                   cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        raise NotImplementedError

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from t2igan.config import ConfigBase
-from t2igan.models.base import ModelBase, ModelLoadError
+from t2igan.models.base import ModelBase, ModelLoadError, TextCondition
 
 __all__ = [
     "INCEPTION_TRUNK",
@@ -124,6 +124,13 @@ class TextEncoder(ModelBase):
         words_emb = words.transpose(1, 2).contiguous()
         sent_emb = h_n.transpose(0, 1).reshape(batch, -1)
         return words_emb, sent_emb
+
+    def encode(self, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]) -> TextCondition:
+        """The captions as a generator's condition: both embeddings and the padding mask [B, T'] (True at padding)."""
+        words_emb, sent_emb = self(captions, lengths)
+        lengths_dev = torch.as_tensor(lengths).to(words_emb.device).reshape(-1, 1)
+        mask = torch.arange(words_emb.shape[-1], device=words_emb.device)[None, :] >= lengths_dev
+        return TextCondition(sent_emb, words_emb, mask)
 
 
 # ================================================================================================ image encoder

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2igan.config import ConfigBase
-from t2igan.models.base import ModelBase
+from t2igan.models.base import GeneratorBase, ModelBase, TextCondition
 from t2igan.models.layers import (
     AffineMLP,
     ConditionalHead,
@@ -148,7 +148,7 @@ class DFGANUpBlock(nn.Module):
         return (self.c_sc(x) if self.learnable_sc else x) + h
 
 
-class DFGANGenerator(ModelBase):
+class DFGANGenerator(GeneratorBase):
     """DF-GAN generator: ``(noise [B, nz], sent_emb [B, cond_dim]) -> image [B, 3, S, S]`` in [-1, 1].
 
     ``fc`` maps the noise to [B, 8*ngf, 4, 4]; every block conditions on ``cat(noise, sent_emb)``;
@@ -182,6 +182,14 @@ class DFGANGenerator(ModelBase):
         for block in self.GBlocks:
             out = block(out, cond)  # doubles the resolution
         return self.to_rgb(out)  # [B, 3, S, S]
+
+    @property
+    def noise_dim(self) -> int:
+        return self.config.nz
+
+    def synthesize(self, noise: torch.Tensor,
+                   cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        return self(noise, cond.sent_emb), None
 
 
 # ================================================================================================ discriminator

@@ -23,18 +23,51 @@ from typing import Any
 
 import torch
 
+from t2igan.models.attngan import AttnGANDiscriminator, AttnGANDiscriminators, AttnGANGenerator
 from t2igan.models.base import ModelBase, ModelLoadError
 from t2igan.models.damsm import ImageEncoder, TextEncoder
 from t2igan.models.dfgan import DFGANDiscriminator, DFGANGenerator
 from t2igan.models.ssagan import SSAGANDiscriminator, SSAGANGenerator
+from t2igan.models.stackgan import (
+    StackGANStage1Discriminator,
+    StackGANStage1Generator,
+    StackGANStage2Discriminator,
+    StackGANStage2Generator,
+)
 from t2igan.registry import Registry
 from t2igan.text.vocab import Vocabulary
 from t2igan.utils.io import read_json, write_json_atomic
 
 __all__ = ["Family", "FAMILIES", "COMPONENT_CLASSES", "ModelDir", "write_model_dir", "read_model_dir",
-           "PIPELINE_FORMAT"]
+           "PIPELINE_FORMAT", "PRETRAINED_ROOT", "pretrained_names", "resolve_model_dir"]
 
 PIPELINE_FORMAT = "t2igan.pipeline/1"
+
+# models shipped inside the package: t2igan/pretrained/NAME/ (model directories with their training record)
+PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def pretrained_names() -> list[str]:
+    """Names of the models shipped with the package (``T2IPipeline.from_pretrained(name)``)."""
+    if not PRETRAINED_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / "pipeline.json").is_file())
+
+
+def resolve_model_dir(name_or_dir: str | os.PathLike[str]) -> Path:
+    """A model directory path, or the name of a shipped model (e.g. ``"synthbirds"``), as a directory path.
+
+    An existing path wins over a shipped name; anything else is a :class:`ModelLoadError` that lists the
+    shipped models.
+    """
+    d = Path(name_or_dir)
+    if d.exists():
+        return d
+    key = str(name_or_dir)
+    if key in pretrained_names():
+        return PRETRAINED_ROOT / key
+    shipped = ", ".join(pretrained_names()) or "none"
+    raise ModelLoadError(f"model directory not found: {d} (and no shipped model has that name; shipped: {shipped})")
 
 
 @dataclass(frozen=True)
@@ -48,11 +81,15 @@ class Family:
 FAMILIES: Registry[Family] = Registry("family")
 FAMILIES.register("ssagan", Family("ssagan", SSAGANGenerator, SSAGANDiscriminator, has_masks=True))
 FAMILIES.register("dfgan", Family("dfgan", DFGANGenerator, DFGANDiscriminator, has_masks=False))
+FAMILIES.register("attngan", Family("attngan", AttnGANGenerator, AttnGANDiscriminators, has_masks=True))
+FAMILIES.register("stackgan", Family("stackgan", StackGANStage2Generator, StackGANStage2Discriminator, has_masks=False))
 
 COMPONENT_CLASSES: dict[str, type[ModelBase]] = {
     cls.__name__: cls
     for cls in (SSAGANGenerator, SSAGANDiscriminator, DFGANGenerator, DFGANDiscriminator, TextEncoder,
-                ImageEncoder)
+                ImageEncoder, AttnGANGenerator, AttnGANDiscriminators, AttnGANDiscriminator,
+                StackGANStage1Generator, StackGANStage2Generator, StackGANStage1Discriminator,
+                StackGANStage2Discriminator)
 }
 
 
@@ -60,24 +97,41 @@ COMPONENT_CLASSES: dict[str, type[ModelBase]] = {
 class ModelDir:
     family: str
     components: dict[str, ModelBase]
-    vocab: Vocabulary
+    vocab: Vocabulary | None  # None only for a model without a text encoder (see _external_condition)
     meta: dict[str, Any]
 
 
+def _external_condition(meta: dict[str, Any]) -> bool:
+    """Whether ``meta`` records that the generator takes precomputed embeddings (e.g. StackGAN's
+    ``"condition": "char-cnn-rnn"``) rather than those of a DAMSM text encoder: only then may a model directory
+    lack ``text_encoder/`` and ``vocab.json``."""
+    condition = meta.get("condition")
+    return isinstance(condition, str) and condition not in ("", "damsm")
+
+
 def write_model_dir(out_dir: str | os.PathLike[str], family: str, components: dict[str, ModelBase],
-                    vocab: Vocabulary, **meta: Any) -> Path:
-    """Write an exported model directory; ``components`` needs at least 'generator' and 'text_encoder'."""
+                    vocab: Vocabulary | None, **meta: Any) -> Path:
+    """Write an exported model directory; ``components`` needs at least 'generator' and 'text_encoder'.
+
+    The one exception: a generator conditioned on precomputed embeddings, recorded as ``condition=NAME`` (e.g.
+    ``"char-cnn-rnn"``), may come without a text encoder and then without a vocabulary (``vocab=None``).
+    """
     from t2igan import __version__
 
     FAMILIES.get(family)
-    for required in ("generator", "text_encoder"):
-        if required not in components:
-            raise ValueError(f"a model directory needs a {required!r} component")
+    if "generator" not in components:
+        raise ValueError("a model directory needs a 'generator' component")
+    if "text_encoder" not in components and not _external_condition(meta):
+        raise ValueError("a model directory needs a 'text_encoder' component (or, for a generator conditioned on "
+                         "precomputed embeddings, condition= naming them)")
+    if "text_encoder" in components and vocab is None:
+        raise ValueError("a model directory with a text encoder needs its vocabulary")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, module in components.items():
         module.save_pretrained(out / name)
-    vocab.save(out / "vocab.json")
+    if vocab is not None:
+        vocab.save(out / "vocab.json")
     write_json_atomic(out / "pipeline.json", {
         "format": PIPELINE_FORMAT, "family": family, "t2igan_version": __version__,
         "components": {name: type(m).__name__ for name, m in components.items()}, **meta})
@@ -86,8 +140,8 @@ def write_model_dir(out_dir: str | os.PathLike[str], family: str, components: di
 
 def read_model_dir(directory: str | os.PathLike[str], *, components: tuple[str, ...] | None = None,
                    map_location: str | torch.device = "cpu") -> ModelDir:
-    """Read an exported model directory (all components, or only those named)."""
-    d = Path(directory)
+    """Read an exported model directory (all components, or only those named); a shipped model's name works too."""
+    d = resolve_model_dir(directory)
     if not d.is_dir():
         raise ModelLoadError(f"model directory not found: {d}")
     path = d / "pipeline.json"
@@ -104,8 +158,10 @@ def read_model_dir(directory: str | os.PathLike[str], *, components: tuple[str, 
     if family not in FAMILIES:
         raise ModelLoadError(f"{path}: unknown family {family!r}; known: {', '.join(FAMILIES.names())}")
     listed = meta.get("components")
-    if not isinstance(listed, dict) or "generator" not in listed or "text_encoder" not in listed:
-        raise ModelLoadError(f"{path}: 'components' must name at least 'generator' and 'text_encoder'")
+    if (not isinstance(listed, dict) or "generator" not in listed
+            or ("text_encoder" not in listed and not _external_condition(meta))):
+        raise ModelLoadError(f"{path}: 'components' must name at least 'generator' and 'text_encoder' (or "
+                             "'condition' must name the precomputed embeddings the generator takes)")
     wanted = components if components is not None else tuple(listed)
     loaded: dict[str, ModelBase] = {}
     for name in wanted:
@@ -116,14 +172,16 @@ def read_model_dir(directory: str | os.PathLike[str], *, components: tuple[str, 
             raise ModelLoadError(f"{path}: component {name!r} has unknown class {listed[name]!r}")
         loaded[name] = cls.from_pretrained(d / name, map_location=map_location)
     vocab_path = d / "vocab.json"
-    if not vocab_path.is_file():
-        raise ModelLoadError(f"vocabulary file not found: {vocab_path}")
-    try:
-        vocab = Vocabulary.load(vocab_path)
-    except ValueError as exc:
-        raise ModelLoadError(str(exc)) from exc
+    vocab: Vocabulary | None = None
+    if "text_encoder" in listed or vocab_path.exists():  # a model without a text encoder needs no vocabulary
+        if not vocab_path.is_file():
+            raise ModelLoadError(f"vocabulary file not found: {vocab_path}")
+        try:
+            vocab = Vocabulary.load(vocab_path)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
     te = loaded.get("text_encoder")
-    if te is not None and te.config.vocab_size != len(vocab):
+    if te is not None and vocab is not None and te.config.vocab_size != len(vocab):
         raise ModelLoadError(f"{vocab_path}: has {len(vocab)} words but the text encoder embeds "
                              f"{te.config.vocab_size}")
     return ModelDir(family, loaded, vocab, meta)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2igan.config import ConfigBase
-from t2igan.models.base import ModelBase
+from t2igan.models.base import GeneratorBase, ModelBase, TextCondition
 from t2igan.models.layers import (
     AffineMLP,
     ConditionalHead,
@@ -183,7 +183,7 @@ class SSACNBlock(nn.Module):
         return out, next_logits
 
 
-class SSAGANGenerator(ModelBase):
+class SSAGANGenerator(GeneratorBase):
     """SSA-GAN generator: ``(noise [B, nz], sent_emb [B, cond_dim]) -> (image [B, 3, S, S], masks)``.
 
     ``image`` is in [-1, 1] (tanh); ``masks`` is the list of the sigmoid masks the blocks used, one per block,
@@ -234,6 +234,14 @@ class SSAGANGenerator(ModelBase):
             masks.append(mask)
             out, logits = block(out, sent_emb, mask)
         return self.conv_img(out), masks  # [B, 3, S, S]
+
+    @property
+    def noise_dim(self) -> int:
+        return self.config.nz
+
+    def synthesize(self, noise: torch.Tensor,
+                   cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        return self(noise, cond.sent_emb)
 
 
 # ================================================================================================ discriminator

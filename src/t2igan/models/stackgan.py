@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from t2igan.config import ConfigBase
-from t2igan.models.base import ModelBase
+from t2igan.models.base import GeneratorBase, ModelBase, TextCondition
 from t2igan.models.layers import check_positive
 
 __all__ = [
@@ -228,7 +228,7 @@ class StackGANStage1Config(ConfigBase):
             raise ValueError(f"ngf must be at least 2 (the last block has ngf // 2 channels), got {self.ngf}")
 
 
-class StackGANStage1Generator(ModelBase):
+class StackGANStage1Generator(GeneratorBase):
     """Stage-I generator, the official ``STAGE1_G``: ``(noise [B, nz], text_embedding [B, text_dim]) ->
     (image [B, 3, 64, 64], mu [B, cond_dim], logvar [B, cond_dim])``.
 
@@ -275,6 +275,16 @@ class StackGANStage1Generator(ModelBase):
         h = self.upsample4(h)  # [B, ngf/2, 64, 64]
         return self.img(h), mu, logvar  # [B, 3, 64, 64] in [-1, 1]
 
+    @property
+    def noise_dim(self) -> int:
+        """z, then the CA noise: an image is a function of its noise vector and its text embedding."""
+        return self.config.nz + self.config.cond_dim
+
+    def synthesize(self, noise: torch.Tensor,
+                   cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        nz = self.config.nz
+        return self(noise[:, :nz], cond.sent_emb, noise[:, nz:])[0], None
+
 
 @dataclass
 class StackGANStage2Config(ConfigBase):
@@ -302,7 +312,7 @@ class StackGANStage2Config(ConfigBase):
                                     text_dim=self.text_dim, cond_dim=self.cond_dim)
 
 
-class StackGANStage2Generator(ModelBase):
+class StackGANStage2Generator(GeneratorBase):
     """Stage-II generator, the official ``STAGE2_G(STAGE1_G)``: ``(noise, text_embedding) ->
     (stage1_image [B, 3, 64, 64], image [B, 3, 256, 256], mu [B, cond_dim], logvar [B, cond_dim])``.
 
@@ -368,6 +378,16 @@ class StackGANStage2Generator(ModelBase):
         h = self.upsample3(h)  # [B, ngf/2, 128, 128]
         h = self.upsample4(h)  # [B, ngf/4, 256, 256]
         return stage1_img, self.img(h), mu, logvar  # image [B, 3, 256, 256] in [-1, 1]
+
+    @property
+    def noise_dim(self) -> int:
+        """z, Stage-I's CA noise, then Stage-II's."""
+        return self.config.nz + self.STAGE1_G.config.cond_dim + self.config.cond_dim
+
+    def synthesize(self, noise: torch.Tensor,
+                   cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        nz, c1 = self.config.nz, self.STAGE1_G.config.cond_dim
+        return self(noise[:, :nz], cond.sent_emb, noise[:, nz:nz + c1], noise[:, nz + c1:])[1], None
 
 
 # ================================================================================================ discriminators

@@ -493,7 +493,7 @@ class GANTrainer:
         b = collate_batch([ds[i * len(ds) // max(n, 1)] for i in range(n)])
         caps, lengths = b["captions"], b["lengths"]
         texts = [" ".join(self.vocab.word(int(w)) for w in caps[r, :lengths[r]]) for r in range(n)]
-        noise = torch.stack([image_noise(self.cfg.seed, i, self.g_config.nz) for i in range(n)])
+        noise = torch.stack([image_noise(self.cfg.seed, i, self.nets.generator.noise_dim) for i in range(n)])
         return {"captions": caps, "lengths": lengths, "texts": texts, "noise": noise}
 
     @torch.no_grad()
@@ -501,11 +501,10 @@ class GANTrainer:
                   noise: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         was = generator.training
         generator.eval()
-        _, sent = self.nets.text_encoder(captions.to(self.device), lengths.to(self.device))
+        cond = self.nets.text_encoder.encode(captions.to(self.device), lengths.to(self.device))
         with _autocast(self.device, self.cfg.amp if self.cfg.amp == "bf16" else "off"):
-            out = generator(noise.to(self.device), sent)
+            img, masks = generator.synthesize(noise.to(self.device), cond)
         generator.train(was)
-        img, masks = out if isinstance(out, tuple) else (out, None)
         return img.float().cpu(), ([m.float().cpu() for m in masks] if masks is not None else None)
 
     def sample_grid(self) -> Path | None:
@@ -545,7 +544,7 @@ class GANTrainer:
                 items = [ds[i] for i in pick[s:s + 50]]
                 b = collate_batch(items)
                 caps, lengths = b["captions"], b["lengths"]
-                noise = torch.stack([image_noise(self.cfg.seed + 1, s + r, self.g_config.nz)
+                noise = torch.stack([image_noise(self.cfg.seed + 1, s + r, self.nets.generator.noise_dim)
                                      for r in range(len(items))])
                 imgs, _ = self._generate(gen, caps, lengths, noise)
                 codes.append(ie(imgs.to(self.device))[1].float().cpu())
@@ -636,7 +635,7 @@ class GANTrainer:
                                      generator=torch.Generator().manual_seed(cfg.seed + s.epoch))
                 for batch in loader:
                     batch = batch_to(batch, self.device, cfg.channels_last)
-                    noise = torch.randn(batch["captions"].shape[0], self.g_config.nz,
+                    noise = torch.randn(batch["captions"].shape[0], self.nets.generator.noise_dim,
                                         generator=step_generator(cfg.seed, s.step, self.rank)).to(self.device)
                     stats, finite = self.runner.step(batch, noise, s.step)
                     if self.ema is not None:
@@ -757,8 +756,13 @@ def _provenance(config: GANRunConfig) -> dict[str, Any]:
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, snapshot: str | None = None,
-               use_ema: bool = True) -> Path:
-    """Export a model directory from a run's snapshot (its latest by default), without training."""
+               use_ema: bool = True, discriminator: bool = True, image_encoder: bool = False) -> Path:
+    """Export a model directory from a run's snapshot (its latest by default), without training.
+
+    ``discriminator=False`` leaves the discriminator out (a smaller directory that samples and evaluates the
+    same); ``image_encoder=True`` adds the DAMSM image encoder, so that R-precision needs nothing but the model
+    directory (``t2igan evaluate`` uses a bundled image encoder with the model's own text encoder).
+    """
     run_dir = Path(run_dir)
     config = from_dict(GANRunConfig, read_json(run_dir / "run_config.json"),
                        source=str(run_dir / "run_config.json"))
@@ -770,12 +774,17 @@ def export_run(run_dir: str | Path, out: str | Path, *, snapshot: str | None = N
     G, D, objective = build_networks(config, damsm)
     name = "generator_ema" if use_ema and (snap / "generator_ema.safetensors").is_file() else "generator"
     load_state_strict(G, load_state_dict_file(snap / f"{name}.safetensors"), source=str(snap))
-    load_state_strict(D, load_state_dict_file(snap / "discriminator.safetensors"), source=str(snap))
-    te = damsm.text_encoder
-    if (snap / "text_encoder.safetensors").is_file():
-        load_state_strict(te, load_state_dict_file(snap / "text_encoder.safetensors"), source=str(snap))
+    components: dict[str, ModelBase] = {"generator": G, "text_encoder": damsm.text_encoder}
+    if discriminator:
+        components["discriminator"] = D
+    if image_encoder:
+        components["image_encoder"] = damsm.image_encoder
+    for part in ("text_encoder", "image_encoder", "discriminator"):  # fine-tuned encoders are in the snapshot
+        if part in components and (snap / f"{part}.safetensors").is_file():
+            load_state_strict(components[part], load_state_dict_file(snap / f"{part}.safetensors"),
+                              source=str(snap))
     st = load_trainer_state(snap / "trainer_state.pt")
-    return write_model_dir(out, config.family, {"generator": G, "text_encoder": te, "discriminator": D},
-                           damsm.vocab, words_num=config.data.words_num, **_provenance(config),
+    return write_model_dir(out, config.family, components, damsm.vocab, words_num=config.data.words_num,
+                           **_provenance(config),
                            trained={"run": str(run_dir.resolve()), "step": int(st["step"]), "epoch": int(st["epoch"]),
                                     "ema": name == "generator_ema", "snapshot": snap.name})

@@ -1,0 +1,72 @@
+"""Package a training run as a model shipped inside t2igan (src/t2igan/pretrained/NAME/).
+
+    python scripts/ship_pretrained.py RUN --eval EVAL_DIR [--name synthbirds] [--snapshot step-...]
+
+Writes the exported model without its discriminator but with the DAMSM image encoder (so that `t2igan evaluate
+--model NAME` needs no other file), the run's ``run_config.json``, ``EVAL_DIR/metrics.json`` and the run's
+``curves.png``. Paths of this machine are dropped from ``pipeline.json`` (the data root becomes the command
+that renders the same data). ``TRAINING.md`` (how the model was trained) is written by hand and kept.
+Refuses a package over the size limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from t2igan.models.registry import PRETRAINED_ROOT, read_model_dir
+from t2igan.training.trainer import export_run
+from t2igan.utils.io import read_json, write_json_atomic
+
+LIMIT_MB = 25.0
+KEEP = ("TRAINING.md",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--eval", required=True, type=Path, help="`t2igan evaluate` output dir of this snapshot")
+    ap.add_argument("--name", default="synthbirds")
+    ap.add_argument("--snapshot", default=None)
+    ap.add_argument("--prepare", default="t2igan prepare synthetic --out data/synthbirds --size 64 "
+                                         "--train 10000 --test 2000 --seed 0",
+                    help="the command that makes the training data (recorded instead of this machine's path)")
+    args = ap.parse_args(argv)
+
+    metrics = read_json(args.eval / "metrics.json")
+    dest = PRETRAINED_ROOT / args.name
+    with tempfile.TemporaryDirectory() as tmp:
+        out = export_run(args.run, Path(tmp) / "model", snapshot=args.snapshot, discriminator=False,
+                         image_encoder=True)
+        meta = read_json(out / "pipeline.json")
+        trained = meta["trained"]
+        if metrics.get("model", {}).get("trained", {}).get("step") not in (None, trained["step"]):
+            raise SystemExit(f"{args.eval} evaluated step {metrics['model']['trained']['step']}, "
+                             f"the snapshot is at step {trained['step']}")
+        meta["damsm"] = None  # bundled: text_encoder/ + image_encoder/
+        meta["data"] = {**meta["data"], "root": None, "prepare": args.prepare}
+        meta["trained"] = {**trained, "run": Path(trained["run"]).name}
+        write_json_atomic(out / "pipeline.json", meta)
+        shutil.copy(args.run / "run_config.json", out / "run_config.json")
+        write_json_atomic(out / "metrics.json", metrics)
+        if (args.run / "curves.png").is_file():
+            shutil.copy(args.run / "curves.png", out / "curves.png")
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+        if size > LIMIT_MB:
+            raise SystemExit(f"the package is {size:.1f} MB, over the {LIMIT_MB} MB limit")
+        read_model_dir(out)  # opens strictly
+        kept = {k: (dest / k).read_bytes() for k in KEEP if (dest / k).is_file()}
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(out, dest)
+        for k, data in kept.items():
+            (dest / k).write_bytes(data)
+    print(f"shipped {args.run} step {trained['step']} as {dest} ({size:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
