@@ -547,3 +547,25 @@ def test_synthesize_is_the_official_forward_with_its_noise_appended():
     g1 = import_stackgan(sx["netG1"])[0]
     img1, _ = g1.synthesize(torch.cat([sx["noise"], sx["eps1"]], 1), TextCondition(sx["text_embedding"]))
     assert (img1 - sx["image1"]).abs().max() < 1e-4
+
+
+def test_a_file_of_another_family_is_named(tmp_path):
+    """Feeding one family's checkpoint to another's importer says which command fits the file."""
+    from t2igan.convert.official import import_dfgan, import_ssagan
+    from t2igan.models.base import ModelLoadError
+
+    ssa = load_official_fixture("ssagan_ngf8.pt")
+    dfg = load_official_fixture("dfgan_ngf8.pt")
+    att = load_official_fixture("attngan_ngf8.pt")
+    stk = load_official_fixture("stackgan_ngf8.pt")
+    torch.save({"model": {"netG": dfg["netG"]}, "epoch": 3}, tmp_path / "state_epoch_3.pth")
+    with pytest.raises(ModelLoadError, match="DF-GAN state_epoch file: use `t2igan convert dfgan"):
+        import_ssagan(tmp_path / "state_epoch_3.pth")
+    with pytest.raises(ModelLoadError, match="SSA-GAN netG: use `t2igan convert ssagan"):
+        import_dfgan({f"module.{k}": v for k, v in ssa["netG"].items()})
+    with pytest.raises(ModelLoadError, match="AttnGAN netG: use `t2igan convert attngan"):
+        import_ssagan(att["netG"])
+    with pytest.raises(ModelLoadError, match="StackGAN stage-II netG"):
+        import_attngan(stk["netG2"])
+    with pytest.raises(ModelLoadError, match="StackGAN stage-I netG"):
+        import_ssagan(stk["netG1"])

@@ -54,9 +54,13 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_prepare_synthetic)
     for kind, what in (("cub", "CUB-200-2011"), ("coco", "COCO-2014"), ("flowers", "Oxford-102 flowers"),
                        ("folder", "a folder of images with captions")):
+        how = ("the images and their captions (captions.jsonl or one .txt per image) are found; the summary "
+               "gives the size of each split" if kind == "folder" else
+               "every split list and image is found; without captions.pickle it is built from text/ (every "
+               "caption file checked); with one, the pickle is what is read and text/ is not needed")
         k = kinds.add_parser(kind, help=f"check {what} and build its caption index",
-                             description=f"Check {what} on disk: every split list, caption file and image is "
-                                         "found; captions.pickle is built from text/ when missing.")
+                             description=f"Check {what} on disk: {how}. Images that cannot be used are listed; "
+                                         "training can leave them out with --set data.skip_bad_images=true.")
         k.add_argument("--root", required=True, help="dataset directory")
         if kind in ("coco", "flowers"):
             k.add_argument("--images-dir", default=None, help="where the images are, if not under ROOT")
@@ -245,6 +249,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=None, help="mixed precision (train.amp)")
     p.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction, default=None,
                    help="SSA-GAN's fine-tuning variant: train the text encoder jointly (DAMSM weight 0.1)")
+    p.add_argument("--init-from", default=None, metavar="RUN_OR_MODEL",
+                   help="start the generator from a trained one (StackGAN stage II: the stage-I run, frozen) "
+                        "(train.init_from)")
     p.set_defaults(func=cmd_train)
 
 
@@ -259,6 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     extra += [f"damsm={args.damsm}"] if args.damsm else []
     extra += [f"train.max_steps={args.steps}"] if args.steps is not None else []
     extra += [f"train.amp={args.amp}"] if args.amp else []
+    extra += [f"train.init_from={args.init_from}"] if args.init_from else []
     if args.finetune_text_encoder is not None:
         extra += [f"objective.finetune_text_encoder={str(args.finetune_text_encoder).lower()}"]
         extra += ["objective.damsm_weight=0.1"] if args.finetune_text_encoder else []
@@ -546,7 +554,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=1, help="images per prompt")
     p.add_argument("--seed", type=int, default=0, help="seed: image i's noise depends only on (seed, i)")
     p.add_argument("--truncation", type=float, default=None, help="truncated noise, e.g. 0.88 (DF-GAN)")
-    p.add_argument("--masks", action="store_true", help="also draw SSA-GAN's masks per block")
+    p.add_argument("--masks", action="store_true",
+                   help="also draw SSA-GAN's masks per block, or AttnGAN's word attention with the attended words")
     p.add_argument("--batch-size", type=int, default=16, help="images generated at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", required=True, help="output directory")
@@ -558,7 +567,7 @@ def _generate_and_write(model: str, prompts: list[str], *, out_dir: Path, n: int
                         command: str) -> Path:
     """Images for ``prompts`` -> OUT/pNNN_KK.png, grid.png, prompts.jsonl (and masks/); prints where they are."""
     from t2igan.pipeline import T2IPipeline
-    from t2igan.utils.image import captioned_grid, mask_strip
+    from t2igan.utils.image import attention_strip, captioned_grid, mask_strip
 
     pipe = T2IPipeline.from_pretrained(model, device=device)
     if masks and not pipe.has_masks:
@@ -578,7 +587,10 @@ def _generate_and_write(model: str, prompts: list[str], *, out_dir: Path, n: int
         names.append(name)
         if masks and out.masks is not None:
             (out_dir / "masks").mkdir(exist_ok=True)
-            mask_strip(img, [m[i] for m in out.masks]).save(out_dir / "masks" / name)
+            if out.masks[-1].shape[1] > 1:  # word attention (AttnGAN): the last stage's map of every word
+                attention_strip(img, out.masks[-1][i], out.words[i]).save(out_dir / "masks" / name)
+            else:  # SSA-GAN: each block's mask
+                mask_strip(img, [m[i] for m in out.masks]).save(out_dir / "masks" / name)
     captioned_grid(out.images, out.prompts, cols=max(n, min(4, len(out.images)))).save(out_dir / "grid.png")
     with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
         for i, name in enumerate(names):

@@ -124,8 +124,14 @@ class T2IPipeline:
                 masks.append([x.float().cpu() for x in m])
             images.append(img.float().cpu())
         tensors = torch.cat(images)
-        mask_list = [torch.cat([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
+        mask_list = [_cat_padded([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
         return tensors, mask_list
+
+
+def _cat_padded(chunks: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate maps along the batch, zero-padding dim 1 (AttnGAN: one map per word; chunks differ in length)."""
+    width = max(c.shape[1] for c in chunks)
+    return torch.cat([torch.nn.functional.pad(c, (0, 0, 0, 0, 0, width - c.shape[1])) for c in chunks])
 
 
 def evaluate_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], config, *,

@@ -97,6 +97,54 @@ for _ds, _kind, _epochs in (("cub", "cub", 1301), ("coco", "coco", 301), ("flowe
                        "eval_every": 10000},
          })
 
+_SYNTH_TRAIN = {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
+                "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25,
+                "eval_attributes": "auto"}
+_add("attngan-synthetic", "gan", "AttnGAN on SynthBirds 64 px (one stage: no word attention below 128 px), "
+     "sized for a 2-core CPU", {
+         "name": "attngan-synthetic", "family": "attngan", "damsm": "auto",
+         "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
+         "generator": {"gf_dim": 16}, "discriminator": {"df_dim": 16},
+         "train": _SYNTH_TRAIN | {"ema": 0.999},
+     })
+_add("stackgan-synthetic", "gan", "StackGAN stage I on SynthBirds 64 px (DAMSM sentence embeddings), sized for a "
+     "2-core CPU", {
+         "name": "stackgan-synthetic", "family": "stackgan", "damsm": "auto",
+         "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
+         "generator": {"ngf": 16}, "discriminator": {"ndf": 16},
+         "train": _SYNTH_TRAIN,
+     })
+for _ds, _kind, _root, _gf, _df, _r, _lam, _words, _batch, _epochs in (
+        ("cub", "cub", "data/birds", 32, 64, 2, 5.0, 18, 20, 600),
+        ("coco", "coco", "data/coco", 48, 96, 3, 50.0, 12, 14, 120)):
+    _add(f"attngan-{_ds}", "gan", f"AttnGAN on {_kind.upper()} 256 px as the official code trains it (GF_DIM {_gf}, "
+         f"DF_DIM {_df}, R_NUM {_r}, lambda {_lam:g}, batch {_batch}, {_epochs} epochs, G's EMA exported)", {
+             "name": f"attngan-{_ds}", "family": "attngan", "damsm": "auto",
+             "data": {"kind": _kind, "root": _root, "image_size": 256, "words_num": _words},
+             "generator": {"gf_dim": _gf, "r_num": _r}, "discriminator": {"df_dim": _df},
+             "objective": {"damsm_weight": _lam},
+             "train": {"epochs": _epochs, "batch_size": _batch, "ema": 0.999, "snapshot_every": 2000,
+                       "image_every": 1000, "eval_every": 10000},
+         })
+# StackGAN-Pytorch's COCO configs (cfg/coco_s1.yml, coco_s2.yml); here the condition is the DAMSM sentence
+# embedding of the run's DAMSM; stage II starts from the stage-I run: --init-from RUN
+_add("stackgan-coco-stage1", "gan", "StackGAN stage I on COCO 64 px (GF_DIM 192, DF_DIM 96, batch 128, 120 epochs, "
+     "lr halved every 20)", {
+         "name": "stackgan-coco-stage1", "family": "stackgan", "damsm": "auto",
+         "data": {"kind": "coco", "root": "data/coco", "image_size": 64, "words_num": 18},
+         "generator": {"ngf": 192}, "discriminator": {"ndf": 96},
+         "train": {"epochs": 120, "batch_size": 128, "snapshot_every": 2000, "image_every": 1000,
+                   "eval_every": 10000},
+     })
+_add("stackgan-coco-stage2", "gan", "StackGAN stage II on COCO 256 px from a stage-I run (--init-from RUN; "
+     "R_NUM 2, batch 40, 100 epochs)", {
+         "name": "stackgan-coco-stage2", "family": "stackgan", "damsm": "auto",
+         "data": {"kind": "coco", "root": "data/coco", "image_size": 256, "words_num": 18},
+         "generator": {"ngf": 192, "r_num": 2}, "discriminator": {"ndf": 96},
+         "train": {"epochs": 100, "batch_size": 40, "snapshot_every": 2000, "image_every": 1000,
+                   "eval_every": 10000},
+     })
+
 
 def resolve_config(cls: type, *, preset: str | None = None, task: str | None = None,
                    config_file: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),

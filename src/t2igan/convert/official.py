@@ -130,8 +130,29 @@ def load_official_state(src: StateSource) -> tuple[dict[str, torch.Tensor], str]
     for key, value in raw.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise ModelLoadError(f"{source}: entry {key!r} is a {type(value).__name__}, expected a tensor "
-                                 "(is this a state dict?)")
+                                 f"(is this a state dict?){_family_hint(raw)}")
     return strip_module_prefix(raw), source
+
+
+# key signatures of the official checkpoints, for errors that meet a file of another kind
+_SIGNATURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("a DF-GAN state_epoch file", ("model",), "t2igan convert dfgan --state-epoch FILE"),
+    ("a DF-GAN netG", ("GBlocks.", "to_rgb."), "t2igan convert dfgan --state-epoch FILE"),
+    ("an SSA-GAN netG", ("conv_mask.", "block0."), "t2igan convert ssagan --netG FILE"),
+    ("an AttnGAN netG", ("ca_net.", "h_net1."), "t2igan convert attngan --netG FILE"),
+    ("a StackGAN stage-II netG", ("STAGE1_G.",), "t2igan convert stackgan --netG FILE"),
+    ("a StackGAN stage-I netG", ("ca_net.", "upsample1."), "t2igan convert stackgan --netG FILE"),
+    ("a DAMSM text encoder", ("rnn.", "encoder."), "t2igan convert damsm --text-encoder FILE"),
+)
+
+
+def _family_hint(state: Mapping[str, Any]) -> str:
+    """' (it looks like X: use `t2igan convert ...`)' when the keys match an official kind, else ''."""
+    keys = [k[len(_PREFIX):] if isinstance(k, str) and k.startswith(_PREFIX) else str(k) for k in state]
+    for what, prefixes, command in _SIGNATURES:
+        if all(any(k == p or k.startswith(p) for k in keys) for p in prefixes):
+            return f"; it looks like {what}: use `{command}`"
+    return ""
 
 
 def _names(keys: list[str], limit: int = 20) -> str:
@@ -160,7 +181,7 @@ def load_state_exact(module: nn.Module, state: Mapping[str, torch.Tensor], *, so
 
 def _require(state: Mapping[str, torch.Tensor], key: str, ndim: int, source: str, what: str) -> torch.Tensor:
     if key not in state:
-        raise ModelLoadError(f"{source}: missing tensor {key!r} (not an official {what}?); "
+        raise ModelLoadError(f"{source}: missing tensor {key!r} (not an official {what}?){_family_hint(state)}; "
                              f"keys: {_names(sorted(state))}")
     value = state[key]
     if value.dim() != ndim:
@@ -245,10 +266,12 @@ def _load_gan_state(src: StateSource, role: str) -> tuple[dict[str, torch.Tensor
     return state, _source_name(src, role) if isinstance(src, Mapping) else source
 
 
-def _block_count(state: Mapping[str, torch.Tensor], prefix: str, source: str) -> int:
+def _block_count(state: Mapping[str, torch.Tensor], prefix: str, source: str, *, may_be_none: bool = False) -> int:
     """How many ``{prefix}{k}.*`` blocks the state dict holds; they must be numbered 0..n-1."""
     pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.")
     found = sorted({int(m.group(1)) for key in state if (m := pattern.match(key))})
+    if not found and not may_be_none:
+        raise ModelLoadError(f"{source}: has no '{prefix}{{k}}' blocks{_family_hint(state)}")
     if found != list(range(len(found))):
         raise ModelLoadError(f"{source}: the '{prefix}{{k}}' blocks are numbered {found}, expected 0..{len(found) - 1}")
     return len(found)
@@ -503,7 +526,7 @@ def _attngan_generator_config(state: Mapping[str, torch.Tensor], source: str,
     if len(stages) > 1:
         key = "h_net2.att.conv_context.weight"  # [ngf, EMBEDDING_DIM (words), 1, 1]
         words_dim = int(_require(state, key, 4, source, what).shape[1])
-        r_num = _block_count(state, "h_net2.residual.", source)
+        r_num = _block_count(state, "h_net2.residual.", source, may_be_none=True)
     dcgan = any(k.startswith("img_net.") for k in state)  # G_DCGAN: one image head after the last stage
     return _make_config(AttnGANGeneratorConfig, source, gf_dim=gf_dim, z_dim=z_dim, embedding_dim=embedding_dim,
                         text_dim=text_dim, words_dim=words_dim, r_num=r_num, branch_num=len(stages), dcgan=dcgan,
@@ -626,7 +649,7 @@ def _stackgan_stage2_config(state: Mapping[str, torch.Tensor], source: str) -> S
                              "read one TEXT.DIMENSION and CONDITION_DIM")
     ngf = int(_require(state, "encoder.0.weight", 4, source, "StackGAN stage-II netG").shape[0])  # [ngf, 3, 3, 3]
     return _make_config(StackGANStage2Config, source, ngf=ngf, nz=stage1.nz, text_dim=stage1.text_dim,
-                        cond_dim=stage1.cond_dim, r_num=_block_count(state, "residual.", source),
+                        cond_dim=stage1.cond_dim, r_num=_block_count(state, "residual.", source, may_be_none=True),
                         stage1_ngf=None if stage1.ngf == ngf else stage1.ngf)
 
 

@@ -197,7 +197,7 @@ def _read_attngan(config: DataConfig, kind: str) -> CaptionCorpus:
         where = _image_dir_hint(root, config, kind)
         if not config.skip_bad_images:
             raise DataError(f"image file not found for key {missing[0]!r} under {where} "
-                            f"({len(missing)} missing in all; skip_bad_images=true skips them)")
+                            f"({len(missing)} missing in all; `--set data.skip_bad_images=true` on train/pretrain-damsm skips them)")
         log.warning("%s: skipped %d images whose files are missing under %s (first: %s)",
                     root, len(missing), where, missing[0])
     info = {"captions_source": source, "missing_images": len(missing)}

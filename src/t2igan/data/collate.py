@@ -113,6 +113,19 @@ class EpochSampler(torch.utils.data.Sampler[int]):
             order = torch.cat([order, order[: self.world_size - len(order) % self.world_size]])
         return order[self.rank::self.world_size]
 
+    @staticmethod
+    def resume_batch(batch: int, *, old_world_size: int, old_batch_size: int, world_size: int,
+                     batch_size: int) -> int:
+        """The start batch, under a new (world size, batch size), of an epoch left after ``batch`` old batches.
+
+        Rank ``r`` takes positions ``r, r + W, ...``, so after ``b`` batches every rank together has taken exactly
+        the first ``b * W * B`` positions of the epoch's order; the new start skips at least those (rounded up
+        to a whole new global batch), so no sample of the epoch is seen twice.
+        """
+        consumed = int(batch) * old_world_size * old_batch_size
+        per_step = world_size * batch_size
+        return -(-consumed // per_step)
+
     def batches_per_epoch(self) -> int:
         k = len(self._order())
         return k // self.batch_size if self.drop_last else -(-k // self.batch_size)

@@ -115,7 +115,7 @@ def read_folder(config: DataConfig) -> CaptionCorpus:
         msg = (f"{root}: {len(no_caption)} images have no caption (first: {images[no_caption[0]]}; "
                f"expected {Path(no_caption[0]).name}.txt beside it or an entry in captions.jsonl)")
         if not config.skip_bad_images:
-            raise DataError(msg + "; skip_bad_images=true leaves them out")
+            raise DataError(msg + "; `--set data.skip_bad_images=true` on train/pretrain-damsm leaves them out")
         log.warning(msg + "; left out")
     keys = [k for k in images if k in captions]
     # train.txt/test.txt are split lists, unless they are the captions of images called train/test

@@ -6,7 +6,8 @@ Endpoints:
   ``GET /``              the page (``static/index.html``: inline CSS and JS, nothing loaded from another host)
   ``GET /api/info``      family, masks or not, image size, vocabulary (size, words), example prompts, limits
   ``POST /api/generate`` ``{"prompt": str, "seed": int, "n": int}`` -> PNG data URLs of the images and, for
-                         SSA-GAN, of each block's mask over each image; the words used and the unknown words
+                         SSA-GAN, of each block's mask over each image (AttnGAN: each word's attention),
+                         with ``mask_labels``; the words used and the unknown words
 
 Limits: a prompt of at most ``max_prompt_chars`` characters, ``1 <= n <= max_images``, ``0 <= seed < 2**31``
 (violations are 422 naming the field); a prompt with no known word is 400 naming its words. At most
@@ -207,10 +208,18 @@ def create_app(pipeline_or_model_dir: T2IPipeline | str | os.PathLike[str], *, m
         tensors, masks = pipe.generate_from_ids([ids] * n, list(range(n)), seed=seed)
         images = tensor_to_pil(tensors)
         out: dict[str, Any] = {"images": [_png_data_url(im) for im in images], "masks": None, "mask_sizes": None}
-        if masks is not None:
+        if masks is not None and masks[-1].shape[1] > 1:  # AttnGAN: the last stage's attention of every word
+            att = masks[-1]
+            words = [pipe.vocab.word(i) for i in ids][: att.shape[1]]
+            out["masks"] = [[_png_data_url(mask_overlay(im, att[k, t] / att[k, t].max().clamp_min(1e-12)))
+                             for t in range(len(words))] for k, im in enumerate(images)]
+            out["mask_sizes"] = [[int(att.shape[-2]), int(att.shape[-1])]] * len(words)
+            out["mask_labels"] = [f"attention of '{w}'" for w in words]
+        elif masks is not None:
             out["masks"] = [[_png_data_url(mask_overlay(im, m[k, 0])) for m in masks]
                             for k, im in enumerate(images)]
             out["mask_sizes"] = [[int(m.shape[-2]), int(m.shape[-1])] for m in masks]
+            out["mask_labels"] = [f"block {b + 1}: mask {m.shape[-1]}\u00d7{m.shape[-2]}" for b, m in enumerate(masks)]
         return out
 
     @app.post("/api/generate")

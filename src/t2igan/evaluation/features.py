@@ -195,7 +195,8 @@ def find_weights(path: str | os.PathLike[str] | None, file_names: Sequence[str],
     hint = "" if path is not None else " (torch hub's cache: $TORCH_HOME/hub/checkpoints)"
     raise FileNotFoundError(
         f"{what} weights not found; looked at: {looked}{hint}. Place the file there or pass its path "
-        "(weights_path=...); t2igan never downloads weights.")
+        "(`t2igan evaluate --extractor-weights FILE`, or weights_path=... in Python); t2igan never downloads "
+        "weights.")
 
 
 def _hash_weights(path: Path, standard_files: Sequence[str], what: str) -> str:

@@ -1,5 +1,7 @@
-"""Adversarial losses of the target-aware GANs (DF-GAN, SSA-GAN): hinge terms and the matching-aware gradient
+"""Adversarial losses. The target-aware GANs (DF-GAN, SSA-GAN): hinge terms and the matching-aware gradient
 penalty (Tao et al., "DF-GAN", CVPR 2022, Eqs. 1-2; the same losses in Liao et al., "SSA-GAN", CVPR 2022).
+AttnGAN and StackGAN: binary cross-entropy on the discriminators' sigmoid outputs and the conditioning
+augmentation's KL term.
 
 All functions are pure and compute in float32 whatever the dtype of their inputs (mixed-precision forwards
 hand bf16/fp16 logits and gradients here; the losses and penalties stay in fp32).
@@ -12,7 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["HingeDLoss", "hinge_d_loss", "hinge_g_loss", "ma_gradient_penalty", "mismatched"]
+__all__ = ["HingeDLoss", "hinge_d_loss", "hinge_g_loss", "ma_gradient_penalty", "mismatched", "bce_prob",
+           "kl_loss"]
+
+_PROB_EPS = 1e-7
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,22 @@ def mismatched(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
     if x.shape[0] < 2:
         raise ValueError("mismatched pairs need a batch of at least 2")
     return torch.roll(x, shifts=-shift, dims=0)
+
+
+def bce_prob(prob: torch.Tensor, target: float) -> torch.Tensor:
+    """``nn.BCELoss`` of sigmoid outputs against a constant label, in float32 outside autocast.
+
+    The AttnGAN and StackGAN discriminator heads end in a sigmoid, as the official code's (``nn.BCELoss`` on
+    probabilities). Probabilities are clamped to [1e-7, 1 - 1e-7], so a saturated head gives a large finite loss
+    (BCELoss clamps the log at -100 instead).
+    """
+    with torch.autocast(prob.device.type, enabled=False):
+        p = prob.float().clamp(_PROB_EPS, 1.0 - _PROB_EPS)
+        return F.binary_cross_entropy(p, torch.full_like(p, float(target)))
+
+
+def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) as the official code writes it: ``-0.5 * mean(1 + logvar - mu^2 - e^logvar)``
+    (a mean over the batch and the dimensions)."""
+    mu, logvar = mu.float(), logvar.float()
+    return -0.5 * torch.mean(1.0 + logvar - mu.pow(2) - logvar.exp())

@@ -159,6 +159,9 @@ class GeneratorBase(ModelBase):
     stage) or ``None``. ``forward`` keeps each family's official signature.
     """
 
+    # what a new training run must start from (``train.init_from``), or None
+    needs_init_from: ClassVar[str | None] = None
+
     @property
     def noise_dim(self) -> int:
         raise NotImplementedError
@@ -166,3 +169,14 @@ class GeneratorBase(ModelBase):
     def synthesize(self, noise: torch.Tensor,
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         raise NotImplementedError
+
+    def init_from(self, other: ModelBase) -> str:
+        """Copy the weights of ``other`` (a trained generator) into this one; returns what was copied.
+
+        The same class and config: everything. Families with stages override this (StackGAN stage II takes a
+        stage-I generator)."""
+        if type(other) is not type(self) or other.config != self.config:
+            raise ModelLoadError(f"cannot start a {type(self).__name__} ({self.config}) from a "
+                                 f"{type(other).__name__} ({other.config})")
+        load_state_strict(self, other.state_dict(), source=f"the {type(other).__name__} to start from")
+        return "the whole generator"

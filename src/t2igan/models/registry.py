@@ -17,6 +17,7 @@ a missing file, a config with an unknown key or wrong type, a truncated weights 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,19 +71,64 @@ def resolve_model_dir(name_or_dir: str | os.PathLike[str]) -> Path:
     raise ModelLoadError(f"model directory not found: {d} (and no shipped model has that name; shipped: {shipped})")
 
 
+SizeFields = Callable[[int, "int | None"], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _plain_sizes(image_size: int, cond_dim: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    fields = {"image_size": image_size} | ({"cond_dim": cond_dim} if cond_dim else {})
+    return fields, dict(fields)
+
+
+def _attngan_stages(image_size: int) -> int:
+    stages = {64: 1, 128: 2, 256: 3}
+    if image_size not in stages:
+        raise ValueError(f"AttnGAN makes 64, 128 or 256 px images (1, 2 or 3 stages), not {image_size}")
+    return stages[image_size]
+
+
+def _attngan_sizes(image_size: int, cond_dim: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    text = {"text_dim": cond_dim} if cond_dim else {}
+    g = {"branch_num": _attngan_stages(image_size)} | text | ({"words_dim": cond_dim} if cond_dim else {})
+    return g, {"image_size": image_size} | text
+
+
+def _stackgan_sizes(image_size: int, cond_dim: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    _stackgan_classes(image_size)
+    return ({"text_dim": cond_dim} if cond_dim else {}), {}
+
+
+def _stackgan_classes(image_size: int) -> tuple[type[ModelBase], type[ModelBase]]:
+    if image_size == 64:
+        return StackGANStage1Generator, StackGANStage1Discriminator
+    if image_size == 256:
+        return StackGANStage2Generator, StackGANStage2Discriminator
+    raise ValueError(f"StackGAN makes 64 px images (stage I) or 256 px images (stage II), not {image_size}")
+
+
 @dataclass(frozen=True)
 class Family:
+    """A family's networks. ``classes(image_size)`` gives the generator and discriminator classes for a size
+    (StackGAN: stage I at 64 px, stage II at 256 px); ``sizes(image_size, cond_dim)`` the fields of their configs
+    that a run's data and text encoder fix (default: ``image_size`` and ``cond_dim`` for both)."""
+
     name: str
     generator: type[ModelBase]
     discriminator: type[ModelBase]
-    has_masks: bool  # the generator returns (image, masks)
+    has_masks: bool  # the generator's synthesize returns maps (SSA-GAN masks, AttnGAN word attention)
+    sizes: SizeFields = _plain_sizes
+    select: Callable[[int], tuple[type[ModelBase], type[ModelBase]]] | None = None
+
+    def classes(self, image_size: int) -> tuple[type[ModelBase], type[ModelBase]]:
+        return self.select(image_size) if self.select is not None else (self.generator, self.discriminator)
 
 
 FAMILIES: Registry[Family] = Registry("family")
 FAMILIES.register("ssagan", Family("ssagan", SSAGANGenerator, SSAGANDiscriminator, has_masks=True))
 FAMILIES.register("dfgan", Family("dfgan", DFGANGenerator, DFGANDiscriminator, has_masks=False))
-FAMILIES.register("attngan", Family("attngan", AttnGANGenerator, AttnGANDiscriminators, has_masks=True))
-FAMILIES.register("stackgan", Family("stackgan", StackGANStage2Generator, StackGANStage2Discriminator, has_masks=False))
+FAMILIES.register("attngan", Family("attngan", AttnGANGenerator, AttnGANDiscriminators, has_masks=True,
+                                    sizes=_attngan_sizes))
+FAMILIES.register("stackgan", Family("stackgan", StackGANStage2Generator, StackGANStage2Discriminator,
+                                     has_masks=False, sizes=_stackgan_sizes, select=_stackgan_classes))
 
 COMPONENT_CLASSES: dict[str, type[ModelBase]] = {
     cls.__name__: cls

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from t2igan.config import ConfigBase
-from t2igan.models.base import GeneratorBase, ModelBase, TextCondition
+from t2igan.models.base import GeneratorBase, ModelBase, ModelLoadError, TextCondition, load_state_strict
 from t2igan.models.layers import check_positive
 
 __all__ = [
@@ -227,6 +227,10 @@ class StackGANStage1Config(ConfigBase):
         if self.ngf < 2:
             raise ValueError(f"ngf must be at least 2 (the last block has ngf // 2 channels), got {self.ngf}")
 
+    @property
+    def image_size(self) -> int:
+        return 64
+
 
 class StackGANStage1Generator(GeneratorBase):
     """Stage-I generator, the official ``STAGE1_G``: ``(noise [B, nz], text_embedding [B, text_dim]) ->
@@ -298,6 +302,9 @@ class StackGANStage2Config(ConfigBase):
     cond_dim: int = 128
     r_num: int = 2
     stage1_ngf: int | None = None
+    # the frozen Stage-I generator stays in eval mode while Stage II trains; True keeps the official behaviour
+    # (its BN layers in train mode: batch statistics, and running statistics that drift)
+    stage1_bn_drift: bool = False
 
     def __post_init__(self) -> None:
         check_positive(ngf=self.ngf, nz=self.nz, text_dim=self.text_dim, cond_dim=self.cond_dim)
@@ -306,6 +313,10 @@ class StackGANStage2Config(ConfigBase):
         if self.ngf < 4:
             raise ValueError(f"ngf must be at least 4 (the last block has ngf // 4 channels), got {self.ngf}")
         self.stage1_config()  # validates stage1_ngf
+
+    @property
+    def image_size(self) -> int:
+        return 256
 
     def stage1_config(self) -> StackGANStage1Config:
         return StackGANStage1Config(ngf=self.ngf if self.stage1_ngf is None else self.stage1_ngf, nz=self.nz,
@@ -327,6 +338,7 @@ class StackGANStage2Generator(GeneratorBase):
     """
 
     config_class: ClassVar[type[ConfigBase]] = StackGANStage2Config
+    needs_init_from: ClassVar[str | None] = "a trained stage-I generator (--init-from STAGE1_RUN)"
     config: StackGANStage2Config
 
     def __init__(self, config: StackGANStage2Config | None = None) -> None:
@@ -378,6 +390,24 @@ class StackGANStage2Generator(GeneratorBase):
         h = self.upsample3(h)  # [B, ngf/2, 128, 128]
         h = self.upsample4(h)  # [B, ngf/4, 256, 256]
         return stage1_img, self.img(h), mu, logvar  # image [B, 3, 256, 256] in [-1, 1]
+
+    def init_from(self, other: ModelBase) -> str:
+        """A stage-I generator becomes ``STAGE1_G`` (``--init-from`` of stage-II training); a stage-II one is copied."""
+        if isinstance(other, StackGANStage1Generator):
+            want = self.config.stage1_config()
+            if other.config != want:
+                raise ModelLoadError(f"the stage-I generator ({other.config}) does not fit this stage II, which "
+                                     f"embeds {want}; set generator.stage1_ngf / nz / cond_dim to match")
+            load_state_strict(self.STAGE1_G, other.state_dict(), source="the stage-I generator")
+            return "the stage-I generator (STAGE1_G, frozen)"
+        return super().init_from(other)
+
+    def train(self, mode: bool = True) -> StackGANStage2Generator:
+        """Train mode for Stage II; the frozen Stage-I generator stays in eval mode unless ``stage1_bn_drift``."""
+        super().train(mode)
+        if mode and not self.config.stage1_bn_drift:
+            self.STAGE1_G.eval()
+        return self
 
     @property
     def noise_dim(self) -> int:

@@ -53,6 +53,10 @@ class OptimizerSpec:
     lr: float
     betas: tuple[float, float]
     params: Callable[[Networks], list[nn.Parameter]] | None = None  # default: all of the networks' parameters
+    lr_factor: Callable[[int], float] | None = None  # epoch -> multiplier of ``lr`` (None: constant)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * (self.lr_factor(epoch) if self.lr_factor is not None else 1.0)
 
 
 @dataclass

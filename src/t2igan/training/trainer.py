@@ -43,7 +43,7 @@ from t2igan.data.collate import EpochSampler, batch_to, collate_batch, make_load
 from t2igan.evaluation.r_precision import r_precision
 from t2igan.models.base import ModelBase, load_state_dict_file, load_state_strict, save_state_dict_file
 from t2igan.models.damsm import ImageEncoder, TextEncoder
-from t2igan.models.registry import FAMILIES, write_model_dir
+from t2igan.models.registry import FAMILIES, read_model_dir, write_model_dir
 from t2igan.objectives.base import OBJECTIVES, Networks, Objective, StepContext
 from t2igan.text.vocab import Vocabulary
 from t2igan.training.checkpoint import (
@@ -98,6 +98,7 @@ class GANTrainConfig(ConfigBase):
     eval_captions: int = 500  # generated test images per evaluation (R-precision with the DAMSM encoders)
     eval_rp_trials: int = 1000
     eval_attributes: str | None = None  # SynthBirds attribute classifier dir ('auto': DATA/evaluator if present)
+    init_from: str | None = None  # a model dir (or run dir) whose generator starts this one (StackGAN stage II)
     max_nonfinite: int = 5  # consecutive steps with a non-finite loss before the run stops
     progress: bool = True
     tensorboard: bool = True
@@ -122,13 +123,18 @@ class GANRunConfig(ConfigBase):
     def family_configs(self, cond_dim: int | None = None) -> tuple[ConfigBase, ConfigBase, ConfigBase]:
         """The generator, discriminator and objective configs (image size from ``data``)."""
         fam = FAMILIES.get(self.family)
-        sizes = {"image_size": self.data.image_size} | ({"cond_dim": cond_dim} if cond_dim else {})
-        g = from_dict(fam.generator.config_class, sizes | self.generator, source="generator")
-        d = from_dict(fam.discriminator.config_class, sizes | self.discriminator, source="discriminator")
+        try:
+            g_cls, d_cls = fam.classes(self.data.image_size)
+            g_sizes, d_sizes = fam.sizes(self.data.image_size, cond_dim)
+        except ValueError as exc:
+            raise ConfigError(f"data.image_size: {exc}") from exc
+        g = from_dict(g_cls.config_class, g_sizes | self.generator, source="generator")
+        d = from_dict(d_cls.config_class, d_sizes | self.discriminator, source="discriminator")
         o = from_dict(OBJECTIVES.get(self.family).config_class, self.objective, source="objective")
         for name, cfg in (("generator", g), ("discriminator", d)):
-            if cfg.image_size != self.data.image_size:  # type: ignore[attr-defined]
-                raise ConfigError(f"{name}.image_size={cfg.image_size} but data.image_size="  # type: ignore
+            size = getattr(cfg, "image_size", self.data.image_size)
+            if size != self.data.image_size:
+                raise ConfigError(f"{name} makes/takes {size} px images but data.image_size="
                                   f"{self.data.image_size}; they must agree")
         return g, d, o
 
@@ -187,10 +193,34 @@ def find_damsm(runs_root: str | Path, data: DataConfig) -> Path:
 
 def build_networks(config: GANRunConfig, damsm: _Damsm) -> tuple[ModelBase, ModelBase, Objective]:
     """The family's generator, discriminator (seeded with ``train.seed``) and objective."""
-    fam = FAMILIES.get(config.family)
+    g_cls, d_cls = FAMILIES.get(config.family).classes(config.data.image_size)
     g_cfg, d_cfg, o_cfg = config.family_configs(cond_dim=damsm.text_encoder.embed_dim)
     torch.manual_seed(config.train.seed)
-    return fam.generator(g_cfg), fam.discriminator(d_cfg), OBJECTIVES.get(config.family)(o_cfg)
+    return g_cls(g_cfg), d_cls(d_cfg), OBJECTIVES.get(config.family)(o_cfg)
+
+
+def _init_generator(G: ModelBase, source: str | None, damsm: _Damsm) -> None:
+    """Start ``G`` from the generator of a model directory (or of ``RUN/model``): the whole generator when the
+    classes agree, or the part the class takes (StackGAN stage II: the stage-I generator). Without a source, a
+    generator that needs one (``needs_init_from``) is an error naming the option."""
+    if not source:
+        if getattr(G, "needs_init_from", None):
+            raise TrainError(f"a {type(G).__name__} trains from {G.needs_init_from}: set train.init_from")
+        return
+    d = Path(source)
+    if (d / "model" / "pipeline.json").is_file():
+        d = d / "model"
+    md = read_model_dir(d, components=("generator", "text_encoder"))
+    te = md.components["text_encoder"]
+    if te.config.vocab_size != damsm.text_encoder.config.vocab_size:
+        raise TrainError(f"train.init_from={source}: its text encoder has {te.config.vocab_size} words, this run's "
+                         f"DAMSM {damsm.text_encoder.config.vocab_size}; both stages need the same DAMSM")
+    ours = damsm.text_encoder.state_dict()
+    if any(not torch.equal(v, ours[k]) for k, v in te.state_dict().items()):
+        log.warning("train.init_from=%s was trained with another text encoder than this run's DAMSM (%s)", source,
+                    damsm.vocab_path.parent)
+    part = G.init_from(md.components["generator"])
+    log.info("train.init_from: %s from %s", part, d)
 
 
 def _autocast(device: torch.device, amp: str):
@@ -269,7 +299,8 @@ class StepRunner:
         self.objective, self.nets, self.device, self.amp = objective, nets, device, amp
         self.opt_params: dict[str, list[nn.Parameter]] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        for key, spec in objective.optimizers().items():
+        self.specs = objective.optimizers()
+        for key, spec in self.specs.items():
             if spec.params is not None:
                 params = spec.params(nets)
             else:
@@ -278,12 +309,24 @@ class StepRunner:
                 p.requires_grad_(True)
             self.opt_params[key] = params
             self.optimizers[key] = torch.optim.Adam(params, lr=spec.lr, betas=spec.betas)
+        trained = {id(p) for params in self.opt_params.values() for p in params}
+        for spec in self.specs.values():  # parts of a trained network that no optimizer takes (StackGAN's Stage I)
+            for n in spec.networks:
+                for p in nets.get(n).parameters():
+                    if id(p) not in trained:
+                        p.requires_grad_(False)
         self.phases = objective.phases()
         for ph in self.phases:
             if ph.optimizer not in self.optimizers:
                 raise TrainError(f"phase {ph.name!r} uses optimizer {ph.optimizer!r}, which the objective "
                                  f"does not define ({', '.join(self.optimizers)})")
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """The learning rates of ``epoch`` (objectives with a schedule, e.g. StackGAN's halving every 20 epochs)."""
+        for key, spec in self.specs.items():
+            for group in self.optimizers[key].param_groups:
+                group["lr"] = spec.lr_at(epoch)
 
     def set_trainable(self, key: str | None) -> None:
         """Only the parameters of optimizer ``key`` require gradients (all of them when ``key`` is None)."""
@@ -380,6 +423,8 @@ class GANTrainer:
                              f"{cfg.batch_size} x {self.world} processes")
 
         G, D, self.objective = build_networks(config, damsm)
+        if resume is None:
+            _init_generator(G, cfg.init_from, damsm)
         needs_ie = getattr(self.objective, "needs_image_encoder", lambda: True)() or cfg.eval_every >= 0
         self.nets = Networks(G, D, damsm.text_encoder, damsm.image_encoder if needs_ie else None)
         self.g_config = G.config
@@ -452,7 +497,8 @@ class GANTrainer:
                     "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                     "scaler": self.scaler.state_dict() if self.scaler is not None else {},
                     "step": s.step, "epoch": s.epoch, "batch": s.batch, "skipped": s.skipped,
-                    "nonfinite_run": s.nonfinite_run, "world_size": self.world, "rng": rngs})
+                    "nonfinite_run": s.nonfinite_run, "world_size": self.world, "batch_size": self.cfg.batch_size,
+                    "rng": rngs})
             self.snaps.save(f"step-{s.step:08d}", write)
         tdist.barrier()
         self._last_snapshot = time.monotonic()
@@ -474,14 +520,27 @@ class GANTrainer:
             o.load_state_dict(st["optimizers"][k])
         if self.scaler is not None and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
-        self.state = _State(int(st["step"]), int(st["epoch"]), int(st["batch"]), int(st.get("skipped", 0)),
+        batch = int(st["batch"])
+        # snapshots before the batch size was recorded: the run's own config (overrides at resume are not in it)
+        saved_bs = (saved.get("train") or {}).get("batch_size", self.cfg.batch_size)
+        old_world, old_bs = int(st.get("world_size", self.world)), int(st.get("batch_size", saved_bs))
+        if (old_world, old_bs) != (self.world, self.cfg.batch_size):
+            # the epoch goes on after the samples all ranks took so far (data order depends on (seed, epoch))
+            batch = EpochSampler.resume_batch(batch, old_world_size=old_world, old_batch_size=old_bs,
+                                              world_size=self.world, batch_size=self.cfg.batch_size)
+            before, now = old_world * old_bs, self.world * self.cfg.batch_size
+            change = f"the global batch stays {now}" if before == now else f"the global batch changes from {before} to {now}"
+            log.warning("%s was written by %d process(es) x batch %d, now %d x %d: %s; epoch %d goes on after its "
+                        "first %d samples", snap, old_world, old_bs, self.world, self.cfg.batch_size, change,
+                        int(st["epoch"]), batch * now)
+        self.state = _State(int(st["step"]), int(st["epoch"]), batch, int(st.get("skipped", 0)),
                             int(st.get("nonfinite_run", 0)))
         rngs = st["rng"]
         if len(rngs) == self.world:
             restore_rng_state(rngs[self.rank])
         else:
-            log.warning("%s was written by %d processes, now %d: RNG states not restored (data order and "
-                        "training noise do not depend on them)", snap, len(rngs), self.world)
+            log.warning("%s was written by %d processes, now %d: RNG states not restored (training noise and "
+                        "data order do not depend on them)", snap, len(rngs), self.world)
         log.info("resumed %s at step %d (epoch %d, batch %d)", snap, self.state.step, self.state.epoch,
                  self.state.batch)
 
@@ -628,8 +687,12 @@ class GANTrainer:
         metrics: dict[str, float] = {}
         with StopFlag() as flag:
             while s.step < total and s.epoch < cfg.epochs and not stop:
+                if s.batch >= self.steps_per_epoch:  # resumed under another world/batch size at an epoch's end
+                    s.epoch, s.batch = s.epoch + 1, 0
+                    continue
                 self.train_ds.set_epoch(s.epoch)
                 self.sampler.set_epoch(s.epoch, s.batch)
+                self.runner.set_epoch(s.epoch)
                 loader = make_loader(self.train_ds, cfg.batch_size, shuffle=False, drop_last=True,
                                      sampler=self.sampler, num_workers=self.config.data.num_workers,
                                      generator=torch.Generator().manual_seed(cfg.seed + s.epoch))

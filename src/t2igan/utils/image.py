@@ -77,6 +77,24 @@ def mask_strip(image: Image.Image, masks: Sequence[torch.Tensor], cell: int = 12
     return strip
 
 
+def attention_strip(image: Image.Image, maps: torch.Tensor, words: Sequence[str], cell: int = 128) -> Image.Image:
+    """The image, then its word-attention map ``maps`` [T, h, w] over it for each of ``words`` (AttnGAN), labelled.
+
+    Each map is scaled to its own maximum, so where a word looks shows even when its attention is spread thin."""
+    font = ImageFont.load_default(size=11)
+    big = image.resize((cell, cell), Image.BILINEAR)
+    words = list(words)[: maps.shape[0]]
+    strip = Image.new("RGB", ((len(words) + 1) * cell, cell + 16), (255, 255, 255))
+    strip.paste(big, (0, 0))
+    draw = ImageDraw.Draw(strip)
+    draw.text((2, cell + 2), "image", fill=(20, 20, 20), font=font)
+    for k, word in enumerate(words, start=1):
+        m = maps[k - 1].float()
+        strip.paste(mask_overlay(big, m / m.max().clamp_min(1e-12)), (k * cell, 0))
+        draw.text((k * cell + 2, cell + 2), word, fill=(20, 20, 20), font=font)
+    return strip
+
+
 def line_plot(series: dict[str, Sequence[tuple[float, float]]], *, title: str = "", width: int = 640,
               height: int = 360, xlabel: str = "step") -> Image.Image:
     """A small line chart of named ``(x, y)`` series (one colour each, a legend, min/max labels)."""
