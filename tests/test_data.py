@@ -927,3 +927,19 @@ def test_folder_corrupt_image_skipped_by_dataset(tmp_path):
     assert str(root / "b.jpg") in str(exc.value)
     ds = TextImageDataset.from_config(cfg.replace(skip_bad_images=True), "train")
     assert len(ds) == 1 and len(ds.skipped) == 1 and ds.skipped[0][0] == str(root / "b.jpg")
+
+
+def test_prepare_warns_about_an_unusable_test_split(tmp_path, capsys):
+    from t2igan.cli import main
+
+    root = tmp_path / "mine"
+    _folder(root, {"sparrow/a.jpg": "a sparrow", "sparrow/b.jpg": "a small sparrow", "robin/c.jpg": "a robin",
+                   "robin/d.jpg": "a red robin", "train.txt": "sparrow/a\nrobin/c\nrobin/d\n",
+                   "test.txt": "sparrow/b\n"})
+    assert main(["prepare", "folder", "--root", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert "single class" in err and "R-precision" in err
+    (root / "test.txt").write_text("sparrow/b\nrobin/d\n")
+    (root / "train.txt").write_text("sparrow/a\nrobin/c\n")
+    assert main(["prepare", "folder", "--root", str(root)]) == 0
+    assert "warning" not in capsys.readouterr().err

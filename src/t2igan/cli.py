@@ -106,12 +106,33 @@ def cmd_prepare_dataset(args: argparse.Namespace) -> int:
             for path, reason in ds.skipped[:20]:
                 print(f"unreadable: {path}: {reason}", file=sys.stderr)
         summary["unreadable_images"] = bad
+    warnings_ = _split_warnings(corpus)
+    if warnings_:
+        summary["warnings"] = warnings_
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         for k, v in summary.items():
-            print(f"{k:>20}: {v}")
+            if k != "warnings":
+                print(f"{k:>20}: {v}")
+    for w in warnings_:
+        print(f"t2igan prepare: warning: {w}", file=sys.stderr)
     return 1 if summary.get("unreadable_images") else 0
+
+
+def _split_warnings(corpus) -> list[str]:
+    """What makes a split unusable for training or evaluation (said, not refused: the data may still grow)."""
+    out = []
+    for split in ("train", "test"):
+        records = corpus.splits.get(split, [])
+        classes = {r.class_id for r in records}
+        if not records:
+            out.append(f"the {split} split has no images" + (" (evaluation and R-precision need test images)"
+                                                             if split == "test" else ""))
+        elif split == "test" and len(classes) < 2:
+            out.append(f"the test split has {len(records)} image(s) of a single class: R-precision compares "
+                       "captions of other classes and cannot be computed")
+    return out
 
 
 def write_preview(root: str | Path, path: Path, n: int = 12, size: int = 64) -> Path:
@@ -597,7 +618,8 @@ def _generate_and_write(model: str, prompts: list[str], *, out_dir: Path, n: int
             f.write(json.dumps({"file": name, "prompt": out.prompts[i], "seed": out.seeds[i][0],
                                 "index": out.seeds[i][1], "words": out.words[i],
                                 "unknown_words": out.unknown_words[i]}) + "\n")
-    print(f"wrote {len(names)} images, grid.png{' and masks/' if masks and out.masks else ''} to {out_dir}")
+    print(f"wrote {len(names)} image{'s' if len(names) != 1 else ''}, grid.png"
+          f"{' and masks/' if masks and out.masks else ''} to {out_dir}")
     return out_dir
 
 

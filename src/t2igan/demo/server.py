@@ -290,6 +290,6 @@ def serve(model_dir: str | os.PathLike[str] | T2IPipeline, host: str = "127.0.0.
         log.warning("the demo listens on %s, not on a loopback address: anyone who can reach this machine "
                     "on port %d can use it (it has no authentication)", host, port)
     shown = f"[{host}]" if ":" in host else host
-    log.info("t2igan demo (%s model) at http://%s:%d/  (Ctrl+C stops it)", app.state.pipeline.family, shown,
+    log.info("demo (%s model) at http://%s:%d/  (Ctrl+C stops it)", app.state.pipeline.family, shown,
              port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
