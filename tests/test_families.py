@@ -228,3 +228,58 @@ def test_attngan_attention_maps_come_back_per_word(tiny_damsm, tmp_path):
     body = r.json()
     assert len(body["masks"]) == 2 and len(body["masks"][0]) == 3
     assert body["mask_labels"] == [f"attention of '{w}'" for w in words[:3]]
+
+
+def _with_embeddings(src: Path, dst: Path, dim: int, n_bad: int = 0) -> Path:
+    """A copy of a SynthBirds render with StackGAN-style char-CNN-RNN-embeddings.pickle in each split."""
+    import pickle
+    import shutil
+
+    import numpy as np
+
+    from t2igan.utils.io import safe_load_pickle
+
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        n = len(safe_load_pickle(dst / split / "filenames.pickle")) + n_bad
+        with open(dst / split / "char-CNN-RNN-embeddings.pickle", "wb") as f:
+            pickle.dump(rng.standard_normal((n, 10, dim)).astype(np.float32), f, protocol=2)
+    return dst
+
+
+def test_stackgan_trains_on_precomputed_char_cnn_rnn_embeddings(synthbirds_small, tiny_damsm, tmp_path, one_thread):
+    from t2igan.config import to_dict
+    from t2igan.data.base import DataConfig, DataError, TextImageDataset, load_corpus
+    from t2igan.models.base import ModelLoadError
+
+    root = _with_embeddings(synthbirds_small.root, tmp_path / "data", dim=24)
+    data = DataConfig(kind="synthbirds", root=str(root), text_embeddings="char-CNN-RNN-embeddings.pickle")
+    corpus = load_corpus(data)
+    item = TextImageDataset.from_config(data, "train", corpus)[0]
+    rec = corpus.records("train")[item["index"]]
+    assert torch.equal(item["text_embedding"], torch.from_numpy(rec.embeddings[item["caption_index"]]))
+
+    raw = to_dict(tiny_config(root, tiny_damsm, "stackgan", max_steps=2, image_every=2))
+    raw["data"]["text_embeddings"] = "char-CNN-RNN-embeddings.pickle"
+    raw["generator"]["text_dim"] = 24
+    run = train_gan(from_dict(GANRunConfig, raw), runs_root=tmp_path / "runs")
+    assert run["step"] == 2 and (Path(run["run_dir"]) / "samples" / "step_00000002.png").is_file()
+    meta = read_model_dir(Path(run["run_dir"]) / "model", components=()).meta
+    assert meta["condition"] == "char-cnn-rnn"
+    with pytest.raises(ModelLoadError, match="cannot take a free-text prompt"):
+        T2IPipeline.from_pretrained(Path(run["run_dir"]) / "model")
+    # the generator's text_dim must be the embeddings', and only StackGAN takes them
+    raw["generator"]["text_dim"] = 1024
+    with pytest.raises(TrainError, match="generator.text_dim=24"):
+        train_gan(from_dict(GANRunConfig, raw), runs_root=tmp_path / "runs")
+    bad = to_dict(tiny_config(root, tiny_damsm, "ssagan"))
+    bad["data"]["text_embeddings"] = "char-CNN-RNN-embeddings.pickle"
+    with pytest.raises(TrainError, match="StackGAN"):
+        train_gan(from_dict(GANRunConfig, bad), runs_root=tmp_path / "runs")
+    # a file that does not fit the split list is named
+    wrong = _with_embeddings(synthbirds_small.root, tmp_path / "wrong", dim=24, n_bad=3)
+    with pytest.raises(DataError, match="char-CNN-RNN-embeddings.pickle: holds embeddings of"):
+        load_corpus(data.replace(root=str(wrong)))
+    with pytest.raises(DataError, match="text embeddings not found"):
+        load_corpus(data.replace(text_embeddings="missing.pickle"))

@@ -69,6 +69,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         if kind == "folder":
             k.add_argument("--test-fraction", type=float, default=0.1,
                            help="share of images held out when there are no train.txt/test.txt lists")
+        else:
+            k.add_argument("--text-embeddings", default=None, metavar="FILE",
+                           help="also check precomputed embeddings in each split directory, e.g. StackGAN's "
+                                "char-CNN-RNN-embeddings.pickle (train with --set data.text_embeddings=FILE)")
         k.add_argument("--verify", action="store_true", help="decode every image and report unreadable ones")
         k.add_argument("--json", action="store_true", help="print the summary as JSON")
         k.set_defaults(func=cmd_prepare_dataset, dataset_kind=kind)
@@ -95,9 +99,15 @@ def cmd_prepare_dataset(args: argparse.Namespace) -> int:
 
     cfg = DataConfig(kind=args.dataset_kind, root=args.root, captions_per_image=args.captions_per_image,
                      images_dir=getattr(args, "images_dir", None),
-                     test_fraction=getattr(args, "test_fraction", 0.1))
+                     test_fraction=getattr(args, "test_fraction", 0.1),
+                     text_embeddings=getattr(args, "text_embeddings", None))
     corpus = load_corpus(cfg)
     summary = corpus.summary()
+    if cfg.text_embeddings:
+        recs = [r for split in corpus.splits.values() for r in split]
+        if recs:
+            summary["text_embeddings"] = f"{cfg.text_embeddings}: {recs[0].embeddings.shape[0]} x " \
+                                         f"{recs[0].embeddings.shape[1]}-d per image"
     if args.verify:
         bad = 0
         for split in corpus.splits:

@@ -60,12 +60,12 @@ class T2IPipeline:
     def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> T2IPipeline:
         device = resolve_device(device)
         meta = read_model_dir(Path(directory), components=()).meta
-        if "text_encoder" not in meta["components"]:
+        if "text_encoder" not in meta["components"] or meta.get("condition") not in (None, "damsm"):
             from t2igan.models.base import ModelLoadError
 
             raise ModelLoadError(
-                f"{directory}: this {meta['family']} model has no text encoder, so it cannot take a free-text "
-                f"prompt: its generator conditions on precomputed {meta.get('condition')} text embeddings. Load "
+                f"{directory}: this {meta['family']} model cannot take a free-text prompt: its generator "
+                f"conditions on precomputed {meta.get('condition')} text embeddings, not on a text encoder. Load "
                 "the generator with t2igan.models.registry.read_model_dir(DIR, components=('generator',)) and "
                 "pass it such embeddings, or convert the model with a DAMSM text encoder of matching size")
         md = read_model_dir(Path(directory), components=("generator", "text_encoder"))

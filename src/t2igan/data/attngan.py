@@ -92,6 +92,33 @@ def _read_class_ids(root: Path, split: str, n: int, offset: int) -> list[int]:
     return ids
 
 
+def read_text_embeddings(path: Path, n: int, captions_per_image: int):
+    """A split's precomputed text embeddings (StackGAN's ``char-CNN-RNN-embeddings.pickle``) as float32
+    [images, captions, dim], read with the restricted unpickler; the count must match the split list."""
+    import numpy as np
+
+    if not path.is_file():
+        raise DataError(f"text embeddings not found: {path} (data.text_embeddings names a file in each split "
+                        "directory, e.g. char-CNN-RNN-embeddings.pickle from the StackGAN data)")
+    obj = safe_load_pickle(path)
+    try:
+        arr = np.asarray(obj, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: expected an array of embeddings [images, captions, dim]") from exc
+    if arr.ndim == 2:  # one embedding per image
+        arr = arr[:, None, :]
+    if arr.ndim != 3:
+        raise DataError(f"{path}: expected embeddings [images, captions, dim], got shape {tuple(arr.shape)}")
+    if arr.shape[0] != n:
+        raise DataError(f"{path}: holds embeddings of {arr.shape[0]} images but the split lists {n}")
+    if arr.shape[1] not in (1, captions_per_image):
+        log.warning("%s: %d embeddings per image but %d captions per image; caption k uses embedding k mod %d",
+                    path, arr.shape[1], captions_per_image, arr.shape[1])
+    if not np.isfinite(arr).all():
+        raise DataError(f"{path}: holds non-finite values")
+    return arr
+
+
 def write_captions_pickle(path: Path, train: list[list[int]], test: list[list[int]], vocab: Vocabulary) -> None:
     """Write the official 4-list ``captions.pickle`` (protocol 2, as AttnGAN writes it)."""
     with atomic_write(path, "wb") as f:
@@ -182,6 +209,8 @@ def _read_attngan(config: DataConfig, kind: str) -> CaptionCorpus:
     for split in SPLITS:
         class_ids = _read_class_ids(root, split, len(keys[split]), offset)
         offset += len(keys[split])
+        embeddings = (read_text_embeddings(root / split / config.text_embeddings, len(keys[split]), cpi)
+                      if config.text_embeddings else None)
         recs = []
         for i, key in enumerate(keys[split]):
             path = locate(key)
@@ -191,13 +220,14 @@ def _read_attngan(config: DataConfig, kind: str) -> CaptionCorpus:
             bbox = bboxes.get(key) if bboxes else None
             if bboxes and bbox is None:
                 raise DataError(f"{root / 'CUB_200_2011' / 'images.txt'}: no bounding box for {key}")
-            recs.append(ImageRecord(key, path, class_ids[i], captions[split][i * cpi:(i + 1) * cpi], bbox))
+            recs.append(ImageRecord(key, path, class_ids[i], captions[split][i * cpi:(i + 1) * cpi], bbox,
+                                    embeddings[i] if embeddings is not None else None))
         splits[split] = recs
     if missing:
         where = _image_dir_hint(root, config, kind)
         if not config.skip_bad_images:
             raise DataError(f"image file not found for key {missing[0]!r} under {where} "
-                            f"({len(missing)} missing in all; `--set data.skip_bad_images=true` on train/pretrain-damsm skips them)")
+                            f"({len(missing)} missing in all; --set data.skip_bad_images=true on train/pretrain-damsm skips them)")
         log.warning("%s: skipped %d images whose files are missing under %s (first: %s)",
                     root, len(missing), where, missing[0])
     info = {"captions_source": source, "missing_images": len(missing)}

@@ -62,6 +62,9 @@ class DataConfig(ConfigBase):
     split_seed: int = 0  # folder datasets: seed of the deterministic split
     seed: int = 0  # seed of the per-item randomness (caption choice, crop, flip)
     num_workers: int = 0  # DataLoader worker processes
+    # precomputed text embeddings per split (AttnGAN layout: SPLIT/NAME, [images, captions, dim]), e.g. StackGAN's
+    # "char-CNN-RNN-embeddings.pickle"; items then carry the caption's embedding as "text_embedding"
+    text_embeddings: str | None = None
 
 
 @dataclass
@@ -71,6 +74,7 @@ class ImageRecord:
     class_id: int  # class (species) id; unique per image where the dataset has no classes
     captions: list[list[int]]  # word ids of each caption, without padding
     bbox: tuple[float, float, float, float] | None = None  # CUB box (x, y, w, h) in pixels
+    embeddings: Any = None  # precomputed text embeddings [captions, dim] (numpy float32), when configured
 
 
 @dataclass
@@ -347,6 +351,8 @@ class TextImageDataset(torch.utils.data.Dataset):
             "index": rec_i,
             "caption_index": cap_i,
         }
+        if rec.embeddings is not None:  # one embedding per caption, in caption order
+            item["text_embedding"] = torch.from_numpy(rec.embeddings[cap_i % len(rec.embeddings)])
         if self.load_images:
             img = load_image(rec.path, rec.bbox)
             img = (train_transform(img, self.image_size, rng) if self.train

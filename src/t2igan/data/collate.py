@@ -14,7 +14,8 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack dataset items into a batch.
 
     ``captions`` [B, T] (T = longest caption in the batch, 0-padded), ``lengths`` [B], ``class_ids`` [B],
-    ``images`` [B, 3, H, W] when the items carry images, and ``keys``, ``indices``, ``caption_indices``.
+    ``images`` [B, 3, H, W] when the items carry images, ``text_embeddings`` [B, D] when they carry precomputed
+    embeddings, and ``keys``, ``indices``, ``caption_indices``.
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
@@ -30,6 +31,8 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     if "image" in items[0]:
         batch["images"] = torch.stack([it["image"] for it in items])
+    if "text_embedding" in items[0]:
+        batch["text_embeddings"] = torch.stack([it["text_embedding"] for it in items])
     return batch
 
 

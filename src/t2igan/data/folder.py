@@ -72,6 +72,9 @@ def read_folder(config: DataConfig) -> CaptionCorpus:
     root = Path(config.root)
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
+    if config.text_embeddings:
+        raise DataError(f"data.text_embeddings={config.text_embeddings!r}: precomputed embeddings are read from "
+                        "the AttnGAN layout (cub, coco, flowers), not from a folder dataset")
     images: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
@@ -115,7 +118,7 @@ def read_folder(config: DataConfig) -> CaptionCorpus:
         msg = (f"{root}: {len(no_caption)} images have no caption (first: {images[no_caption[0]]}; "
                f"expected {Path(no_caption[0]).name}.txt beside it or an entry in captions.jsonl)")
         if not config.skip_bad_images:
-            raise DataError(msg + "; `--set data.skip_bad_images=true` on train/pretrain-damsm leaves them out")
+            raise DataError(msg + "; --set data.skip_bad_images=true on train/pretrain-damsm leaves them out")
         log.warning(msg + "; left out")
     keys = [k for k in images if k in captions]
     # train.txt/test.txt are split lists, unless they are the captions of images called train/test

@@ -89,6 +89,7 @@ class Objective:
     """Base of the families' objectives; subclasses set ``config_class`` and implement the methods."""
 
     config_class: type[ConfigBase] = ConfigBase
+    accepts_text_embeddings = False  # conditions on a batch's precomputed "text_embeddings" when present
 
     def __init__(self, config: ConfigBase | None = None) -> None:
         self.config = config if config is not None else self.config_class()

@@ -9,7 +9,8 @@ sigmoid outputs, ``real = BCE(cond(D(x), mu), 1)``, ``wrong = BCE(cond(D(x[:-1])
     stage II: errD = (real + BCE(uncond(D(x)), 1)) / 2 + (fake + wrong + BCE(uncond(D(G)), 0)) / 3
     errG = BCE(cond(D(G), mu), 1) [+ BCE(uncond(D(G)), 1) in stage II] + kl_weight * KL(mu, logvar)
 
-Adam 2e-4, betas (0.5, 0.999) for the discriminator and the generator's trainable parameters (stage II leaves
+The condition is the batch's precomputed ``text_embeddings`` (StackGAN's char-CNN-RNN embeddings, with
+``data.text_embeddings``) or else the DAMSM sentence embedding. Adam 2e-4, betas (0.5, 0.999) for the discriminator and the generator's trainable parameters (stage II leaves
 ``STAGE1_G`` out); both learning rates halve every ``lr_decay_epochs`` epochs (20). KL weight 2.0.
 """
 
@@ -59,6 +60,7 @@ def _generator_params(nets: Networks) -> list[nn.Parameter]:
 class StackGANObjective(Objective):
     config_class = StackGANObjectiveConfig
     config: StackGANObjectiveConfig
+    accepts_text_embeddings = True
 
     def _factor(self, epoch: int) -> float:
         c = self.config
@@ -78,12 +80,15 @@ class StackGANObjective(Objective):
 
     def begin(self, nets: Networks, ctx: StepContext) -> None:
         b = ctx.batch
-        te = nets.text_encoder
-        was = te.training
-        te.eval()
-        with torch.no_grad():
-            sent = te(b["captions"], b["lengths"])[1].detach().float()
-        te.train(was)
+        if "text_embeddings" in b:  # the official condition: precomputed char-CNN-RNN embeddings
+            sent = b["text_embeddings"].float()
+        else:  # trained here on any dataset: the frozen DAMSM text encoder's sentence embedding
+            te = nets.text_encoder
+            was = te.training
+            te.eval()
+            with torch.no_grad():
+                sent = te(b["captions"], b["lengths"])[1].detach().float()
+            te.train(was)
         G = nets.generator
         nz = G.config.nz
         if _stage2(G):

@@ -41,7 +41,13 @@ from t2igan.config import ConfigBase, ConfigError, from_dict, to_dict
 from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
 from t2igan.data.collate import EpochSampler, batch_to, collate_batch, make_loader
 from t2igan.evaluation.r_precision import r_precision
-from t2igan.models.base import ModelBase, load_state_dict_file, load_state_strict, save_state_dict_file
+from t2igan.models.base import (
+    ModelBase,
+    TextCondition,
+    load_state_dict_file,
+    load_state_strict,
+    save_state_dict_file,
+)
 from t2igan.models.damsm import ImageEncoder, TextEncoder
 from t2igan.models.registry import FAMILIES, read_model_dir, write_model_dir
 from t2igan.objectives.base import OBJECTIVES, Networks, Objective, StepContext
@@ -194,7 +200,9 @@ def find_damsm(runs_root: str | Path, data: DataConfig) -> Path:
 def build_networks(config: GANRunConfig, damsm: _Damsm) -> tuple[ModelBase, ModelBase, Objective]:
     """The family's generator, discriminator (seeded with ``train.seed``) and objective."""
     g_cls, d_cls = FAMILIES.get(config.family).classes(config.data.image_size)
-    g_cfg, d_cfg, o_cfg = config.family_configs(cond_dim=damsm.text_encoder.embed_dim)
+    # precomputed embeddings (data.text_embeddings): the generator's own text_dim, checked against the data
+    cond_dim = None if config.data.text_embeddings else damsm.text_encoder.embed_dim
+    g_cfg, d_cfg, o_cfg = config.family_configs(cond_dim=cond_dim)
     torch.manual_seed(config.train.seed)
     return g_cls(g_cfg), d_cls(d_cfg), OBJECTIVES.get(config.family)(o_cfg)
 
@@ -423,6 +431,14 @@ class GANTrainer:
                              f"{cfg.batch_size} x {self.world} processes")
 
         G, D, self.objective = build_networks(config, damsm)
+        if config.data.text_embeddings:
+            if not getattr(self.objective, "accepts_text_embeddings", False):
+                raise TrainError(f"data.text_embeddings: the {config.family} objective conditions on the DAMSM "
+                                 "text encoder; precomputed embeddings are for StackGAN")
+            dim = int(self.train_ds.records[0].embeddings.shape[-1])
+            if dim != G.config.text_dim:
+                raise TrainError(f"{config.data.text_embeddings}: embeddings have {dim} dims but the generator "
+                                 f"takes {G.config.text_dim} (set generator.text_dim={dim})")
         if resume is None:
             _init_generator(G, cfg.init_from, damsm)
         needs_ie = getattr(self.objective, "needs_image_encoder", lambda: True)() or cfg.eval_every >= 0
@@ -553,14 +569,19 @@ class GANTrainer:
         caps, lengths = b["captions"], b["lengths"]
         texts = [" ".join(self.vocab.word(int(w)) for w in caps[r, :lengths[r]]) for r in range(n)]
         noise = torch.stack([image_noise(self.cfg.seed, i, self.nets.generator.noise_dim) for i in range(n)])
-        return {"captions": caps, "lengths": lengths, "texts": texts, "noise": noise}
+        return {"captions": caps, "lengths": lengths, "texts": texts, "noise": noise,
+                "embeddings": b.get("text_embeddings")}
 
     @torch.no_grad()
     def _generate(self, generator: nn.Module, captions: torch.Tensor, lengths: torch.Tensor,
-                  noise: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+                  noise: torch.Tensor, embeddings: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         was = generator.training
         generator.eval()
-        cond = self.nets.text_encoder.encode(captions.to(self.device), lengths.to(self.device))
+        if embeddings is not None:  # a generator of precomputed embeddings
+            cond = TextCondition(embeddings.to(self.device).float())
+        else:
+            cond = self.nets.text_encoder.encode(captions.to(self.device), lengths.to(self.device))
         with _autocast(self.device, self.cfg.amp if self.cfg.amp == "bf16" else "off"):
             img, masks = generator.synthesize(noise.to(self.device), cond)
         generator.train(was)
@@ -571,7 +592,7 @@ class GANTrainer:
             return None
         f = self._fixed
         gen = self.ema if self.ema is not None else self.nets.generator
-        imgs, masks = self._generate(gen, f["captions"], f["lengths"], f["noise"])
+        imgs, masks = self._generate(gen, f["captions"], f["lengths"], f["noise"], f["embeddings"])
         pils = tensor_to_pil(imgs)
         grid = captioned_grid(pils, f["texts"], cols=min(4, len(pils)))
         out = self.run_dir / "samples"
@@ -605,7 +626,7 @@ class GANTrainer:
                 caps, lengths = b["captions"], b["lengths"]
                 noise = torch.stack([image_noise(self.cfg.seed + 1, s + r, self.nets.generator.noise_dim)
                                      for r in range(len(items))])
-                imgs, _ = self._generate(gen, caps, lengths, noise)
+                imgs, _ = self._generate(gen, caps, lengths, noise, b.get("text_embeddings"))
                 codes.append(ie(imgs.to(self.device))[1].float().cpu())
                 sents.append(te(caps.to(self.device), lengths.to(self.device))[1].float().cpu())
                 classes += [int(it["class_id"]) for it in items]
@@ -813,9 +834,20 @@ def train_gan(config: GANRunConfig, *, runs_root: str | Path = "runs", resume: s
 def _provenance(config: GANRunConfig) -> dict[str, Any]:
     """What an exported model records about its training data and DAMSM (the evaluator's defaults)."""
     d = config.data
-    return {"damsm": str(Path(config.damsm).resolve()) if config.damsm else None,
-            "data": {"kind": d.kind, "root": str(Path(d.root).resolve()), "image_size": d.image_size,
-                     "words_num": d.words_num}}
+    out: dict[str, Any] = {
+        "damsm": str(Path(config.damsm).resolve()) if config.damsm else None,
+        "data": {"kind": d.kind, "root": str(Path(d.root).resolve()), "image_size": d.image_size,
+                 "words_num": d.words_num}}
+    if d.text_embeddings:  # the generator takes precomputed embeddings, not the text encoder's: no free text
+        out["condition"] = embedding_condition(d.text_embeddings)
+        out["data"]["text_embeddings"] = d.text_embeddings
+    return out
+
+
+def embedding_condition(filename: str) -> str:
+    """The ``condition`` recorded for a model trained on precomputed embeddings (e.g. ``char-cnn-rnn``)."""
+    stem = Path(filename).name.lower()
+    return "char-cnn-rnn" if "char-cnn-rnn" in stem else stem
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, snapshot: str | None = None,
