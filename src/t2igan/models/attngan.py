@@ -544,21 +544,13 @@ class AttnGANDiscriminator(ModelBase):
 
 
 @dataclass
-class AttnGANDiscriminatorsConfig(ConfigBase):
+class AttnGANDiscriminatorsConfig(AttnGANDiscriminatorConfig):
     """Settings of the discriminators of all generator stages (one :class:`AttnGANDiscriminator` per scale).
 
-    ``image_size`` is the generator's last image (64, 128 or 256: 1, 2 or 3 stages); ``df_dim``, ``text_dim`` and
-    ``b_jcu`` are shared by every stage, as the official ``D_NET64/128/256`` read them from one config.
+    The fields of one discriminator's config, but ``image_size`` is the generator's last image (64, 128 or 256:
+    1, 2 or 3 stages); ``df_dim``, ``text_dim`` and ``b_jcu`` are shared by every stage, as the official
+    ``D_NET64/128/256`` read them from one config.
     """
-
-    image_size: int = 256
-    df_dim: int = 64
-    text_dim: int = 256
-    b_jcu: bool = True
-
-    def __post_init__(self) -> None:
-        check_positive(df_dim=self.df_dim, text_dim=self.text_dim)
-        check_image_size(self.image_size)
 
     @property
     def image_sizes(self) -> tuple[int, ...]:
