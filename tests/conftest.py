@@ -190,6 +190,52 @@ def load_official_fixture(name: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def assert_released_shapes(name: str, build) -> None:
+    """The module ``build()`` makes has exactly the keys (in order) and shapes of the released checkpoint ``name``
+    (``state_dict_shapes.json`` of the official fixtures; a skip naming the file where it is missing)."""
+    import json
+
+    import torch
+
+    path = official_fixtures_dir() / "state_dict_shapes.json"
+    if not path.is_file():
+        pytest.skip(f"missing {path}")
+    expected = json.loads(path.read_text())[name]
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        module = build()
+    ours = {k: list(v.shape) for k, v in module.state_dict().items()}
+    assert list(ours) == list(expected)
+    assert ours == expected
+
+
+def write_tiny_model_dir(out, family: str, words: list[str]):
+    """A tiny random SSA-GAN or DF-GAN model directory (64 px, nz 8, 32-d text) over the vocabulary ``words``.
+
+    Every floating tensor of the generator is random (the zero-initialised affine layers too), running variances
+    in [0.5, 1.5), so every path of the network shapes the images."""
+    import torch
+
+    from t2igan.models.damsm import TextEncoder, TextEncoderConfig
+    from t2igan.models.dfgan import DFGANGenerator, DFGANGeneratorConfig
+    from t2igan.models.registry import write_model_dir
+    from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
+    from t2igan.text.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    te = TextEncoder(TextEncoderConfig(vocab_size=len(words), word_dim=16, hidden=32))
+    if family == "ssagan":
+        g = SSAGANGenerator(SSAGANGeneratorConfig(ngf=4, nz=8, cond_dim=32, image_size=64, mask_hidden=8))
+    else:
+        g = DFGANGenerator(DFGANGeneratorConfig(ngf=4, nz=8, cond_dim=32, image_size=64))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, t in g.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5 if name.endswith("running_var")
+                        else torch.randn(t.shape, generator=gen) * 0.2)
+    return write_model_dir(out, family, {"generator": g, "text_encoder": te}, Vocabulary(words), words_num=5)
+
+
 def max_abs_err(a, b) -> float:
     """Largest absolute difference of two tensors of the same shape."""
     assert a.shape == b.shape, (a.shape, b.shape)

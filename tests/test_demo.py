@@ -17,16 +17,11 @@ import threading
 import time
 
 import pytest
-import torch
 from PIL import Image
 
+from conftest import write_tiny_model_dir
 from t2igan.demo import create_app, example_prompts
-from t2igan.models.damsm import TextEncoder, TextEncoderConfig
-from t2igan.models.dfgan import DFGANGenerator, DFGANGeneratorConfig
-from t2igan.models.registry import write_model_dir
-from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
 from t2igan.pipeline import T2IPipeline
-from t2igan.text.vocab import Vocabulary
 
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402  (needs httpx)
@@ -35,26 +30,8 @@ WORDS = ["<end>", "a", "small", "bird", "with", "red", "blue", "crown", "wings",
 SSAGAN_BLOCKS = 5  # 64 px: masks at 4, 8, 16, 32, 64
 
 
-def _perturb(module: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5 if name.endswith("running_var")
-                        else torch.randn(t.shape, generator=g) * 0.2)
-
-
 def _model_dir(root, family: str):
-    torch.manual_seed(0)
-    te = TextEncoder(TextEncoderConfig(vocab_size=len(WORDS), word_dim=16, hidden=32))
-    if family == "ssagan":
-        g = SSAGANGenerator(SSAGANGeneratorConfig(ngf=4, nz=8, cond_dim=32, image_size=64, mask_hidden=8))
-    else:
-        g = DFGANGenerator(DFGANGeneratorConfig(ngf=4, nz=8, cond_dim=32, image_size=64))
-    _perturb(g, 1)
-    out = root / family / "model"
-    write_model_dir(out, family, {"generator": g, "text_encoder": te}, Vocabulary(WORDS), words_num=5)
-    return out
+    return write_tiny_model_dir(root / family / "model", family, WORDS)
 
 
 @pytest.fixture(scope="module")

@@ -39,15 +39,6 @@ def tiny_config(root: Path, damsm: Path, family: str, **train) -> GANRunConfig:
         "generator": g, "discriminator": d, "train": t})
 
 
-def _perturb_bn(module: torch.nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics, so that eval mode differs from train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-
-
 def test_registries_agree():
     assert set(FAMILIES.names()) == set(OBJECTIVES.names()) == set(TINY)
     for name in FAMILY_NAMES:
@@ -154,7 +145,7 @@ def test_stackgan_stage2_needs_and_freezes_its_stage1(tiny_damsm, one_thread):
     damsm = _load_damsm(str(tiny_damsm))
     dim = damsm.text_encoder.embed_dim
     s1 = StackGANStage1Generator(StackGANStage1Config(ngf=8, text_dim=dim, cond_dim=8))
-    _perturb_bn(s1, 1)
+    randomize_module(s1, 1)  # non-trivial BN statistics: eval mode differs from train mode
     g2 = StackGANStage2Generator(StackGANStage2Config(ngf=8, text_dim=dim, cond_dim=8, r_num=1))
     assert "stage-I" in g2.init_from(s1)
     with pytest.raises(Exception, match="does not fit"):

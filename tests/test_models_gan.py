@@ -3,7 +3,6 @@ the two SSACN formulations, gradient flow."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -11,7 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import load_official_fixture, max_abs_err, official_fixtures_dir, randomize_module
+from conftest import (
+    assert_released_shapes,
+    load_official_fixture,
+    max_abs_err,
+    randomize_module,
+)
 from t2igan.config import ConfigError
 from t2igan.models.base import load_state_strict
 from t2igan.models.dfgan import (
@@ -32,7 +36,6 @@ from t2igan.models.ssagan import (
     ssagan_generator_channels,
 )
 
-FIXTURES = official_fixtures_dir()
 TOL = 1e-4
 
 
@@ -123,15 +126,7 @@ RELEASED = {
 
 @pytest.mark.parametrize("name", sorted(RELEASED))
 def test_keys_and_shapes_equal_released_checkpoints(name):
-    path = FIXTURES / "state_dict_shapes.json"
-    if not path.is_file():
-        pytest.skip(f"missing {path}")
-    expected = json.loads(path.read_text())[name]
-    with torch.device("meta"):  # shapes only: no memory, no init cost
-        module = RELEASED[name]()
-    ours = {k: list(v.shape) for k, v in module.state_dict().items()}
-    assert set(ours) == set(expected)
-    assert ours == expected
+    assert_released_shapes(name, RELEASED[name])
 
 
 def test_dfgan_discriminator_wraps_both_official_modules():

@@ -3,13 +3,16 @@ its draw order, save/load, batch independence, gradient flow."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch import nn
 
-from conftest import load_official_fixture, max_abs_err, official_fixtures_dir, randomize_module
+from conftest import (
+    assert_released_shapes,
+    load_official_fixture,
+    max_abs_err,
+    randomize_module,
+)
 from t2igan.config import ConfigError
 from t2igan.models.base import load_state_strict
 from t2igan.models.stackgan import (
@@ -24,7 +27,6 @@ from t2igan.models.stackgan import (
     draw_eps,
 )
 
-FIXTURES = official_fixtures_dir()
 TOL = 1e-4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -144,13 +146,7 @@ RELEASED = {
 
 @pytest.mark.parametrize("name", sorted(RELEASED))
 def test_keys_and_shapes_equal_released_checkpoints(name):
-    path = FIXTURES / "state_dict_shapes.json"
-    if not path.is_file():
-        pytest.skip(f"missing {path}")
-    expected = json.loads(path.read_text())[name]
-    with torch.device("meta"):  # shapes only
-        module = RELEASED[name]()
-    assert {k: list(v.shape) for k, v in module.state_dict().items()} == expected
+    assert_released_shapes(name, RELEASED[name])
 
 
 def test_defaults_are_the_released_coco_sizes():

@@ -8,42 +8,19 @@ import warnings
 import pytest
 import torch
 
+from conftest import write_tiny_model_dir
 from t2igan.models.base import ModelLoadError
-from t2igan.models.damsm import TextEncoder, TextEncoderConfig
-from t2igan.models.dfgan import DFGANGenerator, DFGANGeneratorConfig
-from t2igan.models.registry import read_model_dir, write_model_dir
-from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
+from t2igan.models.registry import read_model_dir
 from t2igan.pipeline import T2IPipeline, image_noise
-from t2igan.text.vocab import PromptError, Vocabulary, VocabularyWarning
+from t2igan.text.vocab import PromptError, VocabularyWarning
 
 WORDS = ["<end>", "a", "small", "bird", "with", "red", "blue", "crown", "wings", "large"]
 
 
-def _perturb(module: torch.nn.Module, seed: int) -> None:
-    """Random non-zero values everywhere (the zero-initialised affine layers too) and BN statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if t.is_floating_point():
-                if name.endswith("running_var"):
-                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-                else:
-                    t.copy_(torch.randn(t.shape, generator=g) * 0.2)
-
-
 @pytest.fixture(scope="module", params=["ssagan", "dfgan"])
 def model_dir(request, tmp_path_factory):
-    torch.manual_seed(0)
     family = request.param
-    te = TextEncoder(TextEncoderConfig(vocab_size=len(WORDS), word_dim=16, hidden=32))
-    if family == "ssagan":
-        g = SSAGANGenerator(SSAGANGeneratorConfig(ngf=4, nz=8, cond_dim=32, image_size=64, mask_hidden=8))
-    else:
-        g = DFGANGenerator(DFGANGeneratorConfig(ngf=4, nz=8, cond_dim=32, image_size=64))
-    _perturb(g, 1)
-    out = tmp_path_factory.mktemp(family) / "model"
-    write_model_dir(out, family, {"generator": g, "text_encoder": te}, Vocabulary(WORDS), words_num=5)
-    return out
+    return write_tiny_model_dir(tmp_path_factory.mktemp(family) / "model", family, WORDS)
 
 
 def test_shapes_masks_and_seeds(model_dir):
