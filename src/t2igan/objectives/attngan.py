@@ -25,7 +25,15 @@ import torch.nn.functional as F
 from t2igan.config import ConfigBase
 from t2igan.losses.damsm import damsm_loss
 from t2igan.losses.gan import bce_prob, kl_loss
-from t2igan.objectives.base import OBJECTIVES, Networks, Objective, OptimizerSpec, Phase, StepContext
+from t2igan.objectives.base import (
+    OBJECTIVES,
+    Networks,
+    Objective,
+    OptimizerSpec,
+    Phase,
+    StepContext,
+    frozen_condition,
+)
 
 __all__ = ["AttnGANObjectiveConfig", "AttnGANObjective", "stage_images"]
 
@@ -77,13 +85,7 @@ class AttnGANObjective(Objective):
         return self.config.damsm_weight > 0
 
     def begin(self, nets: Networks, ctx: StepContext) -> None:
-        b = ctx.batch
-        te = nets.text_encoder
-        was = te.training
-        te.eval()
-        with torch.no_grad():
-            cond = te.encode(b["captions"], b["lengths"]).detached()
-        te.train(was)
+        cond = frozen_condition(nets, ctx.batch)
         G = nets.generator
         z = G.config.z_dim
         out = G(ctx.noise[:, :z], cond.sent_emb, cond.words_emb, cond.word_mask, ctx.noise[:, z:])

@@ -23,9 +23,11 @@ import torch
 from torch import nn
 
 from t2igan.config import ConfigBase
+from t2igan.models.base import TextCondition
 from t2igan.registry import Registry
 
-__all__ = ["Phase", "OptimizerSpec", "Networks", "StepContext", "Objective", "OBJECTIVES", "GradFn"]
+__all__ = ["Phase", "OptimizerSpec", "Networks", "StepContext", "Objective", "OBJECTIVES", "GradFn",
+           "frozen_condition"]
 
 GradFn = Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, ...]]
 
@@ -107,6 +109,18 @@ class Objective:
     def loss(self, phase: str, nets: Networks,
              ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
+
+
+def frozen_condition(nets: Networks, batch: dict[str, Any]) -> TextCondition:
+    """The batch's captions through the text encoder in eval mode (no dropout) and without gradient, as the
+    generator's condition (float32, detached); the encoder's own mode is restored."""
+    te = nets.text_encoder
+    was = te.training
+    te.eval()
+    with torch.no_grad():
+        cond = te.encode(batch["captions"], batch["lengths"]).detached()
+    te.train(was)
+    return cond
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")

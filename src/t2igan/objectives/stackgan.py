@@ -23,7 +23,15 @@ from torch import nn
 
 from t2igan.config import ConfigBase
 from t2igan.losses.gan import bce_prob, kl_loss
-from t2igan.objectives.base import OBJECTIVES, Networks, Objective, OptimizerSpec, Phase, StepContext
+from t2igan.objectives.base import (
+    OBJECTIVES,
+    Networks,
+    Objective,
+    OptimizerSpec,
+    Phase,
+    StepContext,
+    frozen_condition,
+)
 
 __all__ = ["StackGANObjectiveConfig", "StackGANObjective"]
 
@@ -83,12 +91,7 @@ class StackGANObjective(Objective):
         if "text_embeddings" in b:  # the official condition: precomputed char-CNN-RNN embeddings
             sent = b["text_embeddings"].float()
         else:  # trained here on any dataset: the frozen DAMSM text encoder's sentence embedding
-            te = nets.text_encoder
-            was = te.training
-            te.eval()
-            with torch.no_grad():
-                sent = te(b["captions"], b["lengths"])[1].detach().float()
-            te.train(was)
+            sent = frozen_condition(nets, b).sent_emb
         G = nets.generator
         nz = G.config.nz
         if _stage2(G):

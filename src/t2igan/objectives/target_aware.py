@@ -28,7 +28,7 @@ import torch
 from t2igan.config import ConfigBase
 from t2igan.losses.damsm import damsm_loss
 from t2igan.losses.gan import hinge_d_loss, hinge_g_loss, ma_gradient_penalty, mismatched
-from t2igan.objectives.base import Networks, Objective, OptimizerSpec, Phase, StepContext
+from t2igan.objectives.base import Networks, Objective, OptimizerSpec, Phase, StepContext, frozen_condition
 
 __all__ = ["TargetAwareConfig", "TargetAwareObjective"]
 
@@ -91,16 +91,10 @@ class TargetAwareObjective(Objective):
         return self.config.damsm_weight > 0 or self.config.finetune_text_encoder
 
     def begin(self, nets: Networks, ctx: StepContext) -> None:
-        b = ctx.batch
-        te = nets.text_encoder
-        was = te.training
-        te.eval()  # the generator's condition never carries dropout noise
-        with torch.no_grad():
-            words, sent = te(b["captions"], b["lengths"])
-        te.train(was)
-        out = nets.generator(ctx.noise, sent)
+        cond = frozen_condition(nets, ctx.batch)  # the generator's condition never carries dropout noise
+        out = nets.generator(ctx.noise, cond.sent_emb)
         fake, masks = out if isinstance(out, tuple) else (out, None)
-        ctx.values.update(words=words.detach().float(), sent=sent.detach().float(), fake=fake, masks=masks)
+        ctx.values.update(words=cond.words_emb, sent=cond.sent_emb, fake=fake, masks=masks)
 
     def loss(self, phase: str, nets: Networks,
              ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
