@@ -62,6 +62,26 @@ def test_resume_gives_identical_weights(synthbirds_small, tiny_damsm, tmp_path, 
     assert any(not torch.equal(g1[k], a["generator"][k]) for k in g1)
 
 
+def test_ema_switched_on_at_resume_starts_from_the_generator(synthbirds_small, tiny_damsm, tmp_path, one_thread):
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm)
+    first = train_gan(cfg, runs_root=tmp_path, max_steps=2)
+    g2 = final_weights(Path(first["run_dir"]))
+    assert "generator_ema" not in g2
+    with_ema = cfg.replace(train=cfg.train.replace(ema=0.9))
+    train_gan(with_ema, runs_root=tmp_path, resume=first["run_dir"], max_steps=1)
+    w = final_weights(Path(first["run_dir"]))
+    g2, g3, ema = g2["generator"], w["generator"], w["generator_ema"]
+    assert ema.keys() == g3.keys()
+    moved = 0
+    for k in g3:
+        if "running_" in k or "num_batches_tracked" in k:  # buffers are copied from the generator
+            assert torch.equal(ema[k], g3[k]), k
+        else:  # one EMA step from the step-2 generator: 0.9 * g2 + 0.1 * g3
+            torch.testing.assert_close(ema[k], g2[k].lerp(g3[k], 0.1), rtol=1e-5, atol=1e-6)
+            moved += not torch.equal(g2[k], g3[k])
+    assert moved > 0
+
+
 def test_run_dir_logs_and_export(synthbirds_small, tiny_damsm, tmp_path, one_thread):
     cfg = tiny_config(synthbirds_small.root, tiny_damsm, image_every=2, eval_every=0, eval_captions=20,
                       eval_rp_trials=20, sample_captions=3)

@@ -527,8 +527,14 @@ class GANTrainer:
         if saved.get("family") != self.config.family:
             raise ResumeError(f"{self.run_dir} trained family {saved.get('family')!r}, not {self.config.family!r}")
         for name, module in self._modules().items():
+            if name == "generator_ema" and not (snap / f"{name}.safetensors").is_file():
+                continue  # EMA switched on at this resume: started from the restored generator below
             load_state_strict(module, load_state_dict_file(snap / f"{name}.safetensors"), source=str(snap))
         st = load_trainer_state(snap / "trainer_state.pt")
+        if self.ema is not None and not (snap / "generator_ema.safetensors").is_file():
+            self.ema.load_state_dict(self.nets.generator.state_dict())
+            log.warning("%s has no EMA generator (train.ema was off): the EMA (decay %g) starts from the generator "
+                        "at step %d", snap, self.cfg.ema, int(st["step"]))
         for k, o in self.optimizers.items():
             if k not in st["optimizers"]:
                 raise ResumeError(f"{snap}: no state of optimizer {k!r} (the run had "
