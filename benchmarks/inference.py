@@ -1,16 +1,22 @@
 """Generator inference speed of SSA-GAN and DF-GAN on this machine.
 
-For each family, ngf in {32, 64}, image size in {256, 64} and batch in {1, 8}: seconds per image, model GFLOP
-per image (counted by torch.utils.flop_counter; a multiply-add counts as 2 FLOPs), the achieved GFLOP/s, this
-machine's fp32 matrix-multiply rate measured in the same run, and their ratio. With --bf16 also the bf16
-autocast time and its PSNR against fp32 on the same noise.
+For each family, ngf in {32, 64}, image size in {256, 64} and batch in {1, 8}: model GFLOP per image (counted
+by torch.utils.flop_counter; a multiply-add counts as 2 FLOPs); seconds per image of the plain module (NCHW,
+eager, fp32: the straightforward implementation) and of ``GeneratorRunner``'s fp32 mode (what
+``T2IPipeline(..., compile=True)`` runs: channels_last, torch.compile with frozen weights), with the achieved
+GFLOP/s, this machine's fp32 matrix-multiply rate measured in the same run and their ratio, and the largest
+difference from the plain module over the image and every mask; the compiled mode's first call (compilation)
+is reported apart. Then the bf16 mode: its time, speed-up over the fp32 mode and PSNR against it, on these
+random-weight models and on the shipped trained model.
 
-    python benchmarks/inference.py [--repeats 3] [--bf16] [--only ssagan] [--sizes 256,64] [--ngf 32,64]
+    python benchmarks/inference.py [--repeats 3] [--no-compile] [--no-bf16] [--only ssagan] [--sizes 256,64]
+                                   [--ngf 32,64] [--batches 1,8]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -18,7 +24,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from t2igan.models.base import TextCondition
 from t2igan.models.dfgan import DFGANGenerator, DFGANGeneratorConfig
+from t2igan.models.inference import GeneratorRunner
 from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
 
 
@@ -45,20 +53,24 @@ def build(family: str, ngf: int, size: int) -> torch.nn.Module:
     return g.eval()
 
 
-def run(g: torch.nn.Module, noise: torch.Tensor, sent: torch.Tensor, bf16: bool) -> torch.Tensor:
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        out = g(noise, sent)
-    return (out[0] if isinstance(out, tuple) else out).float()
+def straightforward(g: torch.nn.Module, noise: torch.Tensor, sent: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The plain module: NCHW, eager, fp32 (what the fast modes must equal)."""
+    with torch.no_grad():
+        img, maps = g.synthesize(noise, TextCondition(sent))
+    return img.float(), [m.float() for m in maps or []]
 
 
-def timed(g, noise, sent, bf16: bool, repeats: int) -> tuple[float, torch.Tensor]:
-    out = run(g, noise, sent, bf16)  # warm-up
+def timed(fn, args: tuple, repeats: int) -> tuple[float, float, tuple]:
+    """(first call s, best of ``repeats`` later calls s, output) of ``fn(*args)``."""
+    t = time.perf_counter()
+    out = fn(*args)
+    first = time.perf_counter() - t
     best = math.inf
     for _ in range(repeats):
         t = time.perf_counter()
-        out = run(g, noise, sent, bf16)
+        out = fn(*args)
         best = min(best, time.perf_counter() - t)
-    return best, out
+    return first, best, out
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -66,45 +78,82 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+def max_diff(a: tuple, b: tuple) -> float:
+    """Largest absolute difference over the image and every mask."""
+    pairs = [(a[0], b[0])] + list(zip(a[1] or [], b[1] or []))
+    return max(float((x - y).abs().max()) for x, y in pairs)
+
+
+def shipped_bf16_psnr(repeats: int) -> dict:
+    """bf16 against fp32 on the trained shipped model (random weights give low-contrast images, so the PSNR of
+    the rows above flatters bf16 less than a trained model would not; this one is what users get)."""
+    from t2igan.pipeline import T2IPipeline
+
+    prompts = [f"a {s} bird with a {c} crown and {w} wings" for s in ("small", "large")
+               for c in ("red", "blue", "black", "yellow") for w in ("blue", "brown")]
+    fp32 = T2IPipeline.from_pretrained("synthbirds")
+    bf16 = T2IPipeline.from_pretrained("synthbirds", precision="bf16")
+    _, t32, a = timed(fp32, (prompts,), repeats)
+    _, t16, b = timed(bf16, (prompts,), repeats)
+    return {"model": "synthbirds (shipped SSA-GAN, ngf 16, 64 px)", "images": len(prompts),
+            "bf16_psnr_db": round(psnr(b.tensors, a.tensors), 1), "bf16_speedup": round(t32 / t16, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast and report PSNR vs fp32")
+    ap.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 mode")
+    ap.add_argument("--no-compile", dest="compile", action="store_false",
+                    help="time the eager channels_last generator instead of the torch.compile'd one")
     ap.add_argument("--only", choices=["ssagan", "dfgan"], default=None)
     ap.add_argument("--sizes", default="256,64")
     ap.add_argument("--ngf", default="32,64")
     ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--channels-last", action="store_true", help="run the generator in channels_last memory format")
+    ap.add_argument("--no-shipped", dest="shipped", action="store_false",
+                    help="skip the bf16 PSNR of the shipped trained model")
     args = ap.parse_args()
     mm = matmul_gflops()
-    print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}")
+    print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}, "
+          f"mode: GeneratorRunner(channels_last{', torch.compile with freezing' if args.compile else ', eager'})",
+          flush=True)
     rows = []
     for family in [args.only] if args.only else ["ssagan", "dfgan"]:
         for ngf in map(int, args.ngf.split(",")):
             for size in map(int, args.sizes.split(",")):
                 g = build(family, ngf, size)
-                if args.channels_last:
-                    g = g.to(memory_format=torch.channels_last)
                 for batch in map(int, args.batches.split(",")):
                     gen = torch.Generator().manual_seed(1)
                     noise = torch.randn(batch, 100, generator=gen)
                     sent = torch.randn(batch, 256, generator=gen)
                     with FlopCounterMode(display=False) as fc:
-                        run(g, noise, sent, False)
+                        ref = straightforward(g, noise, sent)
                     gflop = fc.get_total_flops() / 1e9 / batch
-                    t32, out32 = timed(g, noise, sent, False, args.repeats)
+                    _, t_plain, ref = timed(straightforward, (g, noise, sent), args.repeats)
+                    fast = GeneratorRunner(copy.deepcopy(g), "cpu", compile=args.compile)
+                    c32, t32, out32 = timed(fast, (noise, TextCondition(sent)), args.repeats)
+                    diff = max_diff(out32, ref)
                     row = {"family": family, "ngf": ngf, "size": size, "batch": batch,
-                           "channels_last": args.channels_last,
-                           "gflop_per_image": round(gflop, 2), "fp32_s_per_image": round(t32 / batch, 4),
+                           "gflop_per_image": round(gflop, 2),
+                           "plain_fp32_s_per_image": round(t_plain / batch, 4),
+                           "fp32_s_per_image": round(t32 / batch, 4),
                            "fp32_gflops": round(gflop * batch / t32, 1),
-                           "ratio_to_matmul": round(gflop * batch / t32 / mm, 3)}
+                           "ratio_to_matmul": round(gflop * batch / t32 / mm, 3),
+                           "plain_ratio_to_matmul": round(gflop * batch / t_plain / mm, 3),
+                           "max_abs_diff_vs_plain": float(f"{diff:.2e}"), "equal_to_1e-4": diff <= 1e-4}
+                    if args.compile:
+                        row["fp32_first_call_s"] = round(c32, 1)
                     if args.bf16:
-                        t16, out16 = timed(g, noise, sent, True, args.repeats)
+                        fast16 = GeneratorRunner(copy.deepcopy(g), "cpu", precision="bf16", compile=args.compile)
+                        c16, t16, out16 = timed(fast16, (noise, TextCondition(sent)), args.repeats)
                         row.update({"bf16_s_per_image": round(t16 / batch, 4),
-                                    "bf16_speedup": round(t32 / t16, 2), "bf16_psnr_db": round(psnr(out16, out32), 1)})
+                                    "bf16_speedup": round(t32 / t16, 2),
+                                    "bf16_psnr_db": round(psnr(out16[0], out32[0]), 1)})
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    print(json.dumps({"matmul_fp32_gflops": round(mm, 1), "rows": len(rows)}))
+    summary = {"matmul_fp32_gflops": round(mm, 1), "rows": len(rows), "compile": args.compile}
+    if args.shipped and args.bf16:
+        summary["shipped"] = shipped_bf16_psnr(args.repeats)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -588,19 +588,29 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", action="store_true",
                    help="also draw SSA-GAN's masks per block, or AttnGAN's word attention with the attended words")
     p.add_argument("--batch-size", type=int, default=16, help="images generated at once")
+    _add_inference_args(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_sample)
 
 
+def _add_inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="generator precision: fp32 (default), bf16 autocast (about 2-3x faster on CPUs with "
+                        "AVX512-BF16/AMX), fp16 (CUDA only)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the generator with frozen weights: the first batch of each size compiles "
+                        "(tens of seconds), the rest run faster; worth it for many images")
+
+
 def _generate_and_write(model: str, prompts: list[str], *, out_dir: Path, n: int, seed: int,
                         truncation: float | None, masks: bool, batch_size: int, device: str,
-                        command: str) -> Path:
+                        command: str, precision: str = "fp32", compile: bool = False) -> Path:
     """Images for ``prompts`` -> OUT/pNNN_KK.png, grid.png, prompts.jsonl (and masks/); prints where they are."""
     from t2igan.pipeline import T2IPipeline
     from t2igan.utils.image import attention_strip, captioned_grid, mask_strip
 
-    pipe = T2IPipeline.from_pretrained(model, device=device)
+    pipe = T2IPipeline.from_pretrained(model, device=device, precision=precision, compile=compile)
     if masks and not pipe.has_masks:
         print(f"t2igan {command}: note: {pipe.family} models have no masks; --masks ignored", file=sys.stderr)
     with warnings.catch_warnings(record=True):  # unknown words: reported once per prompt below
@@ -646,6 +656,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truncation", type=float, default=None, help="truncated noise, e.g. 0.88")
     p.add_argument("--no-masks", dest="masks", action="store_false", help="do not draw SSA-GAN's masks")
     p.add_argument("--batch-size", type=int, default=16, help="images generated at once")
+    _add_inference_args(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", default="t2igan-generated", help="output directory (default: ./t2igan-generated)")
     p.set_defaults(func=cmd_generate)
@@ -659,7 +670,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError("a prompt is empty")
     _generate_and_write(args.model, prompts, out_dir=Path(args.out), n=args.n, seed=args.seed,
                         truncation=args.truncation, masks=args.masks, batch_size=args.batch_size,
-                        device=args.device, command="generate")
+                        device=args.device, command="generate", precision=args.precision, compile=args.compile)
     return 0
 
 
@@ -679,7 +690,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     _generate_and_write(args.model, prompts, out_dir=Path(args.out), n=args.n, seed=args.seed,
                         truncation=args.truncation, masks=args.masks, batch_size=args.batch_size,
-                        device=args.device, command="sample")
+                        device=args.device, command="sample", precision=args.precision, compile=args.compile)
     return 0
 
 
@@ -697,7 +708,8 @@ def _sample_split(args: argparse.Namespace) -> int:
     if args.captions_per_image is not None and args.captions_per_image < 1:
         raise ValueError(f"--captions-per-image must be at least 1, got {args.captions_per_image}")
     dist.init_from_env(args.device if args.device != "auto" else "cpu")
-    pipe = T2IPipeline.from_pretrained(args.model, device=args.device)
+    pipe = T2IPipeline.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                       compile=args.compile)
     corpus = load_corpus(DataConfig(kind=args.kind, root=args.data, vocab=str(Path(args.model) / "vocab.json")))
     k = args.captions_per_image
     items = [(r.key, c, r.captions[c][:pipe.words_num]) for r in corpus.records(args.split)

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from t2igan.data.collate import pad_captions
+from t2igan.models.inference import GeneratorRunner
 from t2igan.models.registry import FAMILIES, read_model_dir, resolve_model_dir
 from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
 from t2igan.utils.device import resolve_device
@@ -45,19 +46,22 @@ class T2IPipeline:
     """A text encoder and a generator with the vocabulary that maps prompts to word ids."""
 
     def __init__(self, family: str, generator, text_encoder, vocab: Vocabulary, *, words_num: int = 18,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: str = "fp32", compile: bool = False) -> None:
         self.family = family
         self.has_masks = FAMILIES.get(family).has_masks
         self.device = torch.device(device)
-        # channels_last: the same numbers (to float rounding), ~18% faster convolutions on CPU (benchmarks/inference.py)
-        self.generator = generator.to(self.device, memory_format=torch.channels_last).eval()
+        self.runner = GeneratorRunner(generator, self.device, precision=precision, compile=compile)
+        self.generator = self.runner.generator
         self.text_encoder = text_encoder.to(self.device).eval()
         self.vocab = vocab
         self.words_num = words_num
         self.nz = generator.noise_dim  # one image's noise vector (z, and CA's epsilon where there is one)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> T2IPipeline:
+    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu", *,
+                        precision: str = "fp32", compile: bool = False) -> T2IPipeline:
+        """Open a model directory or a shipped model's name; ``precision`` (fp32, bf16, fp16 on CUDA) and
+        ``compile`` (``torch.compile`` with frozen weights) are as in :class:`t2igan.models.inference.GeneratorRunner`."""
         device = resolve_device(device)
         meta = read_model_dir(Path(directory), components=()).meta
         if "text_encoder" not in meta["components"] or meta.get("condition") not in (None, "damsm"):
@@ -70,7 +74,8 @@ class T2IPipeline:
                 "pass it such embeddings, or convert the model with a DAMSM text encoder of matching size")
         md = read_model_dir(Path(directory), components=("generator", "text_encoder"))
         return cls(md.family, md.components["generator"], md.components["text_encoder"], md.vocab,
-                   words_num=int(md.meta.get("words_num", 18)), device=device)
+                   words_num=int(md.meta.get("words_num", 18)), device=device, precision=precision,
+                   compile=compile)
 
     def encode_prompts(self, prompts: Sequence[str]) -> list[EncodedPrompt]:
         """Prompts -> word ids, by the vocabulary policy (unknown words dropped with a warning)."""
@@ -119,10 +124,10 @@ class T2IPipeline:
             cond = self.text_encoder.encode(caps.to(self.device), lengths)
             noise = torch.stack([image_noise(seed, int(i), self.nz, truncation)
                                  for i in indices[start:start + batch_size]])
-            img, m = self.generator.synthesize(noise.to(self.device), cond)
+            img, m = self.runner(noise.to(self.device), cond)
             if self.has_masks and m is not None:
-                masks.append([x.float().cpu() for x in m])
-            images.append(img.float().cpu())
+                masks.append([x.cpu() for x in m])
+            images.append(img.cpu())
         tensors = torch.cat(images)
         mask_list = [_cat_padded([m[b] for m in masks]) for b in range(len(masks[0]))] if masks else None
         return tensors, mask_list

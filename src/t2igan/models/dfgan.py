@@ -38,6 +38,7 @@ from t2igan.models.layers import (
     TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
+    in_format_of,
     num_doublings,
 )
 
@@ -178,6 +179,7 @@ class DFGANGenerator(GeneratorBase):
         if sent_emb.shape != (noise.shape[0], c.cond_dim):
             raise ValueError(f"sent_emb must be [{noise.shape[0]}, {c.cond_dim}], got shape {tuple(sent_emb.shape)}")
         out = self.fc(noise).view(noise.shape[0], 8 * c.ngf, 4, 4)  # [B, 8g, 4, 4]
+        out = in_format_of(out, self.to_rgb[1].weight)
         cond = torch.cat((noise, sent_emb), dim=1)  # [B, nz + cond_dim]
         for block in self.GBlocks:
             out = block(out, cond)  # doubles the resolution

@@ -62,6 +62,18 @@ class OneWayDiscriminator:
         return self.logits(features, sent_emb)  # type: ignore[attr-defined]
 
 
+def in_format_of(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, C, H, W] in channels_last when ``weight`` (a conv weight of the same network) is.
+
+    A feature map made by ``view`` is NCHW; an elementwise op whose first input is NCHW returns NCHW, and every
+    conv of a channels_last network then converts its input, so the generators start their trunk in the
+    format of their own weights.
+    """
+    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def check_positive(**values: int) -> None:
     """Every value must be a positive int (not a bool); the error names the field."""
     for name, value in values.items():

@@ -48,6 +48,7 @@ from t2igan.models.layers import (
     TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
+    in_format_of,
     num_doublings,
 )
 
@@ -224,6 +225,7 @@ class SSAGANGenerator(GeneratorBase):
         if sent_emb.shape != (noise.shape[0], c.cond_dim):
             raise ValueError(f"sent_emb must be [{noise.shape[0]}, {c.cond_dim}], got shape {tuple(sent_emb.shape)}")
         out = self.fc(noise).view(noise.shape[0], 8 * c.ngf, 4, 4)  # [B, 8g, 4, 4]
+        out = in_format_of(out, self.conv_img[2].weight)
         logits: torch.Tensor | None = self.conv_mask(out)  # [B, 1, 4, 4]
         masks: list[torch.Tensor] = []
         for k, block in enumerate(self.blocks):
