@@ -148,3 +148,26 @@ def test_pipeline_and_cli_take_precision(tmp_path, one_thread):
     assert json.loads((out / "prompts.jsonl").read_text().splitlines()[0])["prompt"] == "a small bird"
     assert main(["sample", "--model", str(model), "--prompt", "a bird", "--precision", "fp16",
                  "--out", str(tmp_path / "t")]) == 2
+
+
+@pytest.mark.parametrize("family", ["ssagan", "dfgan"])
+def test_cpu_batches_run_in_chunks_with_the_same_numbers(family, one_thread):
+    noise, cond = inputs(batch=5)
+    whole = GeneratorRunner(tiny(family), "cpu", chunk_bytes=None)
+    chunked = GeneratorRunner(tiny(family), "cpu", chunk_bytes=1)  # smaller than one image: one at a time
+    assert whole.chunk is None and chunked.chunk == 1
+    a, b = whole(noise, cond), chunked(noise, cond)
+    assert a[0].shape == b[0].shape == (5, 3, 64, 64)
+    assert (a[0] - b[0]).abs().max() <= 1e-5
+    assert len(a[1] or []) == len(b[1] or []) and all((x - y).abs().max() <= 1e-5 for x, y in zip(a[1] or [], b[1] or []))
+
+
+def test_chunk_size_follows_the_feature_maps():
+    """16 MiB of feature maps per call: one 256-px ngf-32 image (64 channels at 256x256), four at 64 px."""
+    big = SSAGANGenerator(SSAGANGeneratorConfig(ngf=32, image_size=256))
+    assert big.feature_bytes_per_image() == 4 * 64 * 256 * 256
+    assert GeneratorRunner(big, "cpu").chunk == 1
+    small = SSAGANGenerator(SSAGANGeneratorConfig(ngf=32, image_size=64))
+    assert small.feature_bytes_per_image() == 4 * 256 * 64 * 64
+    assert GeneratorRunner(small, "cpu").chunk == 4
+    assert GeneratorRunner(small, "cpu", chunk_bytes=None).chunk is None

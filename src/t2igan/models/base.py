@@ -170,6 +170,11 @@ class GeneratorBase(ModelBase):
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         raise NotImplementedError
 
+    def feature_bytes_per_image(self) -> int | None:
+        """Bytes of the largest float32 feature map the generator makes for one image, or None if unknown
+        (:class:`t2igan.models.inference.GeneratorRunner` splits CPU batches so that a chunk's maps stay in cache)."""
+        return None
+
     def init_from(self, other: ModelBase) -> str:
         """Copy the weights of ``other`` (a trained generator) into this one; returns what was copied.
 

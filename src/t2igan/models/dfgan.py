@@ -193,6 +193,10 @@ class DFGANGenerator(GeneratorBase):
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         return self(noise, cond.sent_emb), None
 
+    def feature_bytes_per_image(self) -> int:
+        plan = dfgan_generator_channels(self.config.ngf, self.config.image_size)
+        return 4 * max(fin * (8 << k) ** 2 for k, (fin, _) in enumerate(plan))  # block k's upsampled input
+
 
 # ================================================================================================ discriminator
 

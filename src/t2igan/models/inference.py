@@ -5,6 +5,9 @@
 
 * ``precision``: ``fp32``; ``bf16`` (autocast; on CPUs with AVX512-BF16 or AMX and on CUDA); ``fp16`` (autocast,
   CUDA only).
+* on a CPU a batch runs in chunks whose largest feature maps total at most ``chunk_bytes`` (16 MiB: one image
+  at a time for 256-px SSA-GAN/DF-GAN at ngf 32, 4 at 64 px): measured here, 10-25 % faster per image than whole
+  batches of 8 at 256 px. Eval-mode generators treat images independently, so the numbers do not change.
 * ``compile``: ``torch.compile`` with Inductor's *freezing* (weights become constants, so batch norm and the
   constant parts fold away and the convolution weights are pre-packed) and static shapes. The first call for each
   batch shape compiles (tens of seconds on a CPU; Inductor caches the result on disk for the next process), later
@@ -25,6 +28,16 @@ __all__ = ["PRECISIONS", "GeneratorRunner", "check_precision"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+CHUNK_BYTES = 16 << 20
+
+
+def _rows(cond: TextCondition, start: int, stop: int) -> TextCondition:
+    def cut(t):
+        return None if t is None else t[start:stop]
+
+    return TextCondition(cond.sent_emb[start:stop], cut(cond.words_emb), cut(cond.word_mask))
 
 
 def check_precision(precision: str, device: torch.device) -> str:
@@ -57,11 +70,15 @@ class GeneratorRunner:
     """Calls ``generator.synthesize`` for inference in the chosen precision, compiled or not."""
 
     def __init__(self, generator: GeneratorBase, device: str | torch.device = "cpu", *, precision: str = "fp32",
-                 compile: bool = False) -> None:
+                 compile: bool = False, chunk_bytes: int | None = CHUNK_BYTES) -> None:
         self.device = torch.device(device)
         self.precision = check_precision(precision, self.device)
         # channels_last: the same numbers (to float rounding), faster convolutions (benchmarks/inference.py)
         self.generator = generator.to(self.device, memory_format=torch.channels_last).eval()
+        per_image = generator.feature_bytes_per_image()
+        self.chunk: int | None = None  # images per generator call (None: the whole batch)
+        if self.device.type == "cpu" and chunk_bytes and per_image:
+            self.chunk = 1 << max(0, (chunk_bytes // per_image).bit_length() - 1)  # a power of two: few shapes
         self.compiled = bool(compile)
         self._fn = self.generator.synthesize
         if self.compiled:
@@ -73,6 +90,16 @@ class GeneratorRunner:
 
     @torch.no_grad()
     def __call__(self, noise: torch.Tensor, cond: TextCondition) -> tuple[torch.Tensor, Any]:
+        n, k = noise.shape[0], self.chunk or noise.shape[0]
+        if n <= k:
+            return self._call(noise, cond)
+        parts = [self._call(noise[i:i + k], _rows(cond, i, i + k)) for i in range(0, n, k)]
+        img = torch.cat([p[0] for p in parts])
+        if parts[0][1] is None:
+            return img, None
+        return img, [torch.cat([p[1][b] for p in parts]) for b in range(len(parts[0][1]))]
+
+    def _call(self, noise: torch.Tensor, cond: TextCondition) -> tuple[torch.Tensor, Any]:
         with self._autocast():
             try:
                 img, maps = self._fn(noise, cond)

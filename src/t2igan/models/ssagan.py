@@ -245,6 +245,10 @@ class SSAGANGenerator(GeneratorBase):
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         return self(noise, cond.sent_emb)
 
+    def feature_bytes_per_image(self) -> int:
+        plan = ssagan_generator_channels(self.config.ngf, self.config.image_size)
+        return 4 * max(fin * (4 << k) ** 2 for k, (fin, _) in enumerate(plan))  # block k's input, (4 * 2^k)^2
+
 
 # ================================================================================================ discriminator
 
