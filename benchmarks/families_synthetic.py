@@ -145,7 +145,8 @@ def main() -> int:
         f"{r['attr_acc']:.3f} ({r['attr_over_ceiling']:.2f}) | "
         f"{r['fid_sb']:.1f} | {r['r_precision']:.3f} ± {r['r_precision_std']:.3f} |" for r in rows)
     cmd = "python benchmarks/families_synthetic.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
+               f"torch {torch.__version__}")
     text = (f"# Four families on SynthBirds 64 px, {args.minutes:g} minutes of training each\n\n"
             f"`{cmd}` on {machine}. Ceiling of attribute accuracy (the classifier on the real test images): "
             f"{rows[0]['ceiling']:.3f}.\n\n{head}\n{body}\n\n![one test caption per row, one family per column]"
