@@ -79,6 +79,27 @@ def test_shapes_and_maps(built):
     assert G.num_parameters() > 0 and D.num_parameters() > 0
 
 
+def test_discriminators_share_the_one_way_entry_point(built):
+    """D(image) -> features, D(image, cond) == D(features=..., cond), and the same errors, in every family."""
+    from t2igan.models.layers import OneWayDiscriminator
+
+    family, _, D, _ = built
+    d = next(m for m in D.modules() if isinstance(m, OneWayDiscriminator)).eval()
+    dim = getattr(d.config, "cond_dim", None) or d.config.text_dim
+    image, cond = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, dim)
+    with torch.no_grad():
+        feats = d(image)
+        direct, via = d(image, cond), d(None, cond, features=feats)
+    assert feats.dim() == 4 and feats.shape[0] == 2
+    direct, via = (list(x) if isinstance(x, tuple) else [x] for x in (direct, via))  # StackGAN: (cond, uncond)
+    assert direct[0].shape[0] == 2 and len(direct) == len(via)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(direct, via))
+    with pytest.raises(ValueError, match="exactly one of image and features"):
+        d()
+    with pytest.raises(ValueError, match="features were given without (sent_emb|mu)"):
+        d(features=feats)
+
+
 def test_model_dir_round_trip_and_batch_independence(built, tmp_path):
     family, G, D, damsm = built
     out = write_model_dir(tmp_path / "m", family, {"generator": G, "text_encoder": damsm.text_encoder,

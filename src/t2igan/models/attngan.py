@@ -44,7 +44,7 @@ from torch import nn
 
 from t2igan.config import ConfigBase
 from t2igan.models.base import GeneratorBase, ModelBase, TextCondition
-from t2igan.models.layers import check_image_size, check_positive
+from t2igan.models.layers import OneWayDiscriminator, check_image_size, check_positive
 
 __all__ = [
     "ATTENTION_MASKS",
@@ -472,7 +472,7 @@ class AttnGANDiscriminatorConfig(ConfigBase):
         check_image_size(self.image_size)
 
 
-class AttnGANDiscriminator(ModelBase):
+class AttnGANDiscriminator(OneWayDiscriminator, ModelBase):
     """AttnGAN discriminator for one scale (paper Eq. 4): image -> features [B, 8ndf, 4, 4] -> probabilities.
 
     ``forward(image)`` returns the features; ``forward(image, sent_emb)`` the conditional probabilities [B]
@@ -528,19 +528,13 @@ class AttnGANDiscriminator(ModelBase):
 
     def forward(self, image: torch.Tensor | None = None, sent_emb: torch.Tensor | None = None, *,
                 features: torch.Tensor | None = None, uncond: bool = False) -> torch.Tensor:
+        if not uncond:
+            return self.one_way(image, sent_emb, features, extra=" or uncond=True")
         if (image is None) == (features is None):
             raise ValueError("pass exactly one of image and features")
-        if uncond and sent_emb is not None:
+        if sent_emb is not None:
             raise ValueError("uncond=True takes no sent_emb")
-        if features is None:
-            features = self.features(image)
-            if sent_emb is None and not uncond:
-                return features
-        if uncond:
-            return self.uncond_logits(features)
-        if sent_emb is None:
-            raise ValueError("features were given without sent_emb or uncond=True; they are already computed")
-        return self.cond_logits(features, sent_emb)
+        return self.uncond_logits(self.features(image) if features is None else features)
 
 
 @dataclass

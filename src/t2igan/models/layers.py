@@ -51,15 +51,20 @@ class OneWayDiscriminator:
 
     def forward(self, image: torch.Tensor | None = None, sent_emb: torch.Tensor | None = None, *,
                 features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.one_way(image, sent_emb, features)
+
+    def one_way(self, image: torch.Tensor | None, cond: torch.Tensor | None, features: torch.Tensor | None,
+                cond_name: str = "sent_emb", *, extra: str = ""):
+        """The dispatch of :meth:`forward` for a condition called ``cond_name`` (StackGAN's is ``mu``)."""
         if (image is None) == (features is None):
             raise ValueError("pass exactly one of image and features")
         if features is None:
             features = self.features(image)  # type: ignore[attr-defined]
-            if sent_emb is None:
+            if cond is None:
                 return features
-        elif sent_emb is None:
-            raise ValueError("features were given without sent_emb; the features are already computed")
-        return self.logits(features, sent_emb)  # type: ignore[attr-defined]
+        elif cond is None:
+            raise ValueError(f"features were given without {cond_name}{extra}; the features are already computed")
+        return self.logits(features, cond)  # type: ignore[attr-defined]
 
 
 def in_format_of(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

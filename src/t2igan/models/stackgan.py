@@ -40,7 +40,7 @@ from torch import nn
 
 from t2igan.config import ConfigBase
 from t2igan.models.base import GeneratorBase, ModelBase, ModelLoadError, TextCondition, load_state_strict
-from t2igan.models.layers import check_positive
+from t2igan.models.layers import OneWayDiscriminator, check_positive
 
 __all__ = [
     "StackGANCANet",
@@ -434,7 +434,7 @@ class StackGANDiscriminatorConfig(ConfigBase):
         check_positive(ndf=self.ndf, cond_dim=self.cond_dim)
 
 
-class _StackGANDiscriminator(ModelBase):
+class _StackGANDiscriminator(OneWayDiscriminator, ModelBase):
     """Shared entry point: ``forward(image)`` -> features [B, 8ndf, 4, 4]; ``forward(image, mu)`` ->
     ``(cond_probs [B], uncond_probs [B] or None)`` with the heads run inside ``forward`` (so a DDP wrapper sees
     the whole computation); ``forward(features=f, mu=m)`` -> the same from precomputed features (mismatched
@@ -465,15 +465,9 @@ class _StackGANDiscriminator(ModelBase):
     def forward(self, image: torch.Tensor | None = None, mu: torch.Tensor | None = None, *,
                 features: torch.Tensor | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
-        if (image is None) == (features is None):
-            raise ValueError("pass exactly one of image and features")
-        if features is None:
-            features = self.features(image)  # type: ignore[arg-type]
-            if mu is None:
-                return features
-        elif mu is None:
-            raise ValueError("features were given without mu; the features are already computed")
-        return self.heads(features, mu)
+        return self.one_way(image, mu, features, "mu")
+
+    logits = heads  # what OneWayDiscriminator.one_way calls
 
 
 class StackGANStage1Discriminator(_StackGANDiscriminator):
