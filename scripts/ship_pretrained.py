@@ -1,6 +1,6 @@
 """Package a training run as a model shipped inside t2igan (src/t2igan/pretrained/NAME/).
 
-    python scripts/ship_pretrained.py RUN --eval EVAL_DIR [--name synthbirds] [--snapshot step-...]
+    python scripts/ship_pretrained.py RUN --eval EVAL_DIR [--name synthbirds] [--snapshot step-...] [--no-ema]
 
 Writes the exported model without its discriminator but with the DAMSM image encoder (so that `t2igan evaluate
 --model NAME` needs no other file), the run's ``run_config.json``, ``EVAL_DIR/metrics.json`` and the run's
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", required=True, type=Path, help="`t2igan evaluate` output dir of this snapshot")
     ap.add_argument("--name", default="synthbirds")
     ap.add_argument("--snapshot", default=None)
+    ap.add_argument("--no-ema", dest="ema", action="store_false",
+                    help="ship the raw generator even where the snapshot has an EMA (as `t2igan export --no-ema`)")
     ap.add_argument("--prepare", default="t2igan prepare synthetic --out data/synthbirds --size 64 "
                                          "--train 10000 --test 2000 --seed 0",
                     help="the command that makes the training data (recorded instead of this machine's path)")
@@ -39,13 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     metrics = read_json(args.eval / "metrics.json")
     dest = PRETRAINED_ROOT / args.name
     with tempfile.TemporaryDirectory() as tmp:
-        out = export_run(args.run, Path(tmp) / "model", snapshot=args.snapshot, discriminator=False,
-                         image_encoder=True)
+        out = export_run(args.run, Path(tmp) / "model", snapshot=args.snapshot, use_ema=args.ema,
+                         discriminator=False, image_encoder=True)
         meta = read_json(out / "pipeline.json")
         trained = meta["trained"]
         if metrics.get("model", {}).get("trained", {}).get("step") not in (None, trained["step"]):
             raise SystemExit(f"{args.eval} evaluated step {metrics['model']['trained']['step']}, "
                              f"the snapshot is at step {trained['step']}")
+        evaluated_ema = metrics.get("model", {}).get("trained", {}).get("ema")
+        if evaluated_ema is not None and evaluated_ema != trained.get("ema"):
+            raise SystemExit(f"{args.eval} evaluated the {'EMA' if evaluated_ema else 'raw'} generator, this "
+                             f"package would hold the {'EMA' if trained.get('ema') else 'raw'} one (see --no-ema)")
         meta["damsm"] = None  # bundled: text_encoder/ + image_encoder/
         meta["data"] = {**meta["data"], "root": None, "prepare": args.prepare}
         meta["trained"] = {**trained, "run": Path(trained["run"]).name}
