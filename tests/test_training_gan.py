@@ -245,3 +245,26 @@ def test_bf16_channels_last_training(synthbirds_small, tiny_damsm, tmp_path, one
     g = load_state_dict_file(Path(summary["model"]) / "generator" / "model.safetensors")
     assert all(v.dtype == torch.float32 for v in g.values() if v.is_floating_point())
     assert any(v.is_floating_point() for v in g.values())
+
+
+def test_warmup_trains_only_the_named_optimizers_then_all(synthbirds_small, tiny_damsm, tmp_path, one_thread):
+    # a run started from another run's generator (train.init_from) with a discriminator warm-up: during the
+    # warm-up steps the generator's weights stay those it started from while the discriminator learns
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, max_steps=2)
+    src = train_gan(cfg, runs_root=tmp_path / "src")
+    g0 = final_weights(Path(src["run_dir"]))["generator"]
+    warm = cfg.replace(train=cfg.train.replace(init_from=src["run_dir"], warmup_steps=2, max_steps=3))
+    run = train_gan(warm, runs_root=tmp_path / "warm", max_steps=2)
+    w = final_weights(Path(run["run_dir"]))
+    params = [k for k in g0 if "running_" not in k and "num_batches_tracked" not in k]
+    assert all(torch.equal(w["generator"][k], g0[k]) for k in params)
+    fresh_d = final_weights(Path(train_gan(cfg.replace(train=cfg.train.replace(max_steps=0)),
+                                           runs_root=tmp_path / "d0")["run_dir"]))["discriminator"]
+    assert any(not torch.equal(w["discriminator"][k], fresh_d[k]) for k in fresh_d)
+    # after the warm-up the generator trains
+    run = train_gan(warm, runs_root=tmp_path / "warm", resume=run["run_dir"])
+    assert run["step"] == 3
+    g3 = final_weights(Path(run["run_dir"]))["generator"]
+    assert any(not torch.equal(g3[k], g0[k]) for k in params)
+    with pytest.raises(TrainError, match="warmup_optimizers"):
+        train_gan(warm.replace(train=warm.train.replace(warmup_optimizers=("X",))), runs_root=tmp_path / "bad")

@@ -277,7 +277,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="pretrained DAMSM (text_encoder/, image_encoder/, vocab.json), e.g. RUN/encoders of "
                         "`t2igan pretrain-damsm`; 'auto' (preset default) takes the newest one on the same data")
     p.add_argument("--steps", type=int, default=None, help="stop after N steps in total (train.max_steps)")
-    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=None, help="mixed precision (train.amp)")
+    p.add_argument("--amp", choices=("off", "auto", "bf16", "fp16"), default=None,
+                   help="mixed precision (train.amp; auto: bf16 where the device has it natively, else fp32)")
     p.add_argument("--finetune-text-encoder", action=argparse.BooleanOptionalAction, default=None,
                    help="SSA-GAN's fine-tuning variant: train the text encoder jointly (DAMSM weight 0.1)")
     p.add_argument("--init-from", default=None, metavar="RUN_OR_MODEL",
@@ -597,7 +598,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 def _add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="generator precision: fp32 (default), bf16 autocast (about 2-3x faster on CPUs with "
-                        "AVX512-BF16/AMX), fp16 (CUDA only)")
+                        "AVX512-BF16/AMX, far slower on AVX2-only CPUs), fp16 (CUDA only)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the generator with frozen weights: the first batch of each size compiles "
                         "(tens of seconds), the rest run faster; worth it for many images")

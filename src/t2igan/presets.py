@@ -60,19 +60,19 @@ _add("damsm-coco", "damsm", "DAMSM on COCO-2014 as AttnGAN pretrained it (Incept
 
 # ---- GAN training ('t2igan train'); damsm='auto' takes the newest DAMSM run on the same data under --runs
 
-_add("ssagan-synthetic", "gan", "SSA-GAN on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast)", {
+_add("ssagan-synthetic", "gan", "SSA-GAN on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast where the CPU has it)", {
     "name": "ssagan-synthetic", "family": "ssagan", "damsm": "auto",
     "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
     "generator": {"ngf": 16}, "discriminator": {"ndf": 16},
-    "train": {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
+    "train": {"epochs": 200, "batch_size": 24, "amp": "auto", "channels_last": True, "snapshot_every": 500,
               "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25,
               "eval_attributes": "auto"},
 })
-_add("dfgan-synthetic", "gan", "DF-GAN (CVPR 2022) on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast)", {
+_add("dfgan-synthetic", "gan", "DF-GAN (CVPR 2022) on SynthBirds 64 px, sized for a 2-core CPU (bf16 autocast where the CPU has it)", {
     "name": "dfgan-synthetic", "family": "dfgan", "damsm": "auto",
     "data": {"kind": "synthbirds", "root": "data/synthbirds", "image_size": 64, "words_num": 18},
     "generator": {"ngf": 16}, "discriminator": {"ndf": 16},
-    "train": {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
+    "train": {"epochs": 200, "batch_size": 24, "amp": "auto", "channels_last": True, "snapshot_every": 500,
               "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25,
               "eval_attributes": "auto"},
 })
@@ -97,7 +97,7 @@ for _ds, _kind, _epochs in (("cub", "cub", 1301), ("coco", "coco", 301), ("flowe
                        "eval_every": 10000},
          })
 
-_SYNTH_TRAIN = {"epochs": 200, "batch_size": 24, "amp": "bf16", "channels_last": True, "snapshot_every": 500,
+_SYNTH_TRAIN = {"epochs": 200, "batch_size": 24, "amp": "auto", "channels_last": True, "snapshot_every": 500,
                 "image_every": 250, "eval_every": 500, "eval_captions": 500, "log_every": 25,
                 "eval_attributes": "auto"}
 _add("attngan-synthetic", "gan", "AttnGAN on SynthBirds 64 px (one stage: no word attention below 128 px), "

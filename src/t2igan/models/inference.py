@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from t2igan.models.base import GeneratorBase, TextCondition
+from t2igan.utils.device import bf16_note, native_bf16
 
 __all__ = ["PRECISIONS", "GeneratorRunner", "check_precision"]
 
@@ -45,6 +46,8 @@ def check_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"precision fp16 needs a CUDA device (got {device}); on a CPU use bf16")
+    if precision == "bf16" and not native_bf16(device):
+        warnings.warn(f"precision bf16: {bf16_note(device)}; fp32 is the faster choice here", stacklevel=3)
     return precision
 
 

@@ -39,7 +39,7 @@ from t2igan.training.checkpoint import (
     save_trainer_state,
 )
 from t2igan.training.logs import Progress, RunLogger
-from t2igan.utils.device import resolve_device
+from t2igan.utils.device import resolve_amp, resolve_device
 from t2igan.utils.io import read_json, write_json_atomic
 
 __all__ = ["DAMSMTrainConfig", "DAMSMRunConfig", "pretrain_damsm", "export_encoders", "encode_split"]
@@ -66,7 +66,7 @@ class DAMSMTrainConfig(ConfigBase):
     rp_candidates: int = 100
     attention_examples: int = 4  # validation captions drawn in the word-attention figure
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False  # bf16 autocast for the encoders (loss in fp32)
+    amp: bool = False  # bf16 autocast for the encoders where the device has native bf16, else fp32 (loss in fp32)
     seed: int = 0
     max_nonfinite: int = 5  # consecutive non-finite losses (steps skipped) before the run stops
     progress: bool = True
@@ -195,8 +195,8 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     ``resume`` continues a run directory from its latest snapshot (optimizer, epoch, step, RNG included).
     ``max_steps`` stops after that many optimizer steps in this call (for tests and smoke runs).
     """
-    cfg = config.train
-    device = resolve_device(cfg.device)
+    device = resolve_device(config.train.device)
+    cfg = config.train.replace(amp=resolve_amp(config.train.amp, device, "train.amp") == "bf16")
     torch.manual_seed(cfg.seed)
     corpus = load_corpus(config.data)
     vocab = corpus.vocab

@@ -45,7 +45,7 @@ from t2igan.evaluation.attributes import (
     synthbirds_fingerprint,
 )
 from t2igan.training.logs import Progress, RunLogger
-from t2igan.utils.device import resolve_device
+from t2igan.utils.device import resolve_amp, resolve_device
 from t2igan.utils.io import write_json_atomic
 
 __all__ = ["AugmentConfig", "EvaluatorTrainConfig", "augment_batch", "train_evaluator"]
@@ -77,7 +77,7 @@ class EvaluatorTrainConfig(ConfigBase):
     warmup_epochs: float = 1.0
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
-    amp: bool = True  # bf16 autocast (fast on CPUs with AVX-512 BF16/AMX and on GPUs)
+    amp: bool = True  # bf16 autocast where the device has native bf16 (AVX-512 CPUs, GPUs), else fp32
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int | None = None  # CPU threads (None: torch's default); 1 helps on a busy machine
@@ -191,6 +191,7 @@ def _train(data_root: Path, out_dir: Path, cfg: EvaluatorTrainConfig, max_steps:
            ) -> dict[str, Any]:
     t_start = time.monotonic()
     device = resolve_device(cfg.device)
+    amp = resolve_amp(cfg.amp, device, "amp") == "bf16"
     torch.manual_seed(cfg.seed)
     fingerprint = synthbirds_fingerprint(data_root)
     mcfg = cfg.model.replace(data_fingerprint=fingerprint)
@@ -239,7 +240,7 @@ def _train(data_root: Path, out_dir: Path, cfg: EvaluatorTrainConfig, max_steps:
                 y = labels[idx].to(device)
                 for grp in opt.param_groups:
                     grp["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = model(x)
                 loss = sum(F.cross_entropy(logits[a].float(), y[:, j], label_smoothing=cfg.label_smoothing)
                            for j, a in enumerate(names)) / len(names)
@@ -268,7 +269,7 @@ def _train(data_root: Path, out_dir: Path, cfg: EvaluatorTrainConfig, max_steps:
                 metrics.update(_scalars(ceiling))
             elif epoch % cfg.eval_every == 0:
                 metrics.update(_scalars(ceiling_accuracy(model, data=test, batch_size=256, device=device,
-                                                         amp=cfg.amp)))
+                                                         amp=amp)))
             if last or epoch % cfg.eval_every == 0:
                 history.append({"epoch": epoch, "step": step, **metrics})
             logger.scalars(step, metrics, epoch=epoch)

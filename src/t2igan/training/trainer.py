@@ -65,7 +65,7 @@ from t2igan.training.checkpoint import (
 from t2igan.training.logs import Progress, RunLogger
 from t2igan.training.sync_bn import convert_sync_batchnorm, revert_batchnorm
 from t2igan.utils import dist as tdist
-from t2igan.utils.device import resolve_device
+from t2igan.utils.device import resolve_amp, resolve_device
 from t2igan.utils.image import captioned_grid, mask_strip, tensor_to_pil
 from t2igan.utils.io import log_series, read_json, write_json_atomic
 from t2igan.utils.seeding import image_noise, step_generator
@@ -87,7 +87,9 @@ class GANTrainConfig(ConfigBase):
     max_minutes: float | None = None  # stop (snapshot + export) after this wall-clock budget per call
     batch_size: int = 24  # per process (official SSA-GAN 24, DF-GAN 32 per GPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, cuda means cuda:LOCAL_RANK)
-    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast of the networks; fp16 (CUDA only) uses a scaler
+    # autocast of the networks: auto = bf16 where the device runs it natively (CUDA, AVX-512 CPUs), else fp32;
+    # fp16 (CUDA only) uses a gradient scaler
+    amp: Literal["off", "auto", "bf16", "fp16"] = "off"
     channels_last: bool = False  # channels_last memory format for the generator and discriminator
     ema: float | None = None  # decay of an exponential moving average of the generator (e.g. 0.999)
     export_ema: bool = True  # export the EMA generator when there is one
@@ -105,6 +107,10 @@ class GANTrainConfig(ConfigBase):
     eval_rp_trials: int = 1000
     eval_attributes: str | None = None  # SynthBirds attribute classifier dir ('auto': DATA/evaluator if present)
     init_from: str | None = None  # a model dir (or run dir) whose generator starts this one (StackGAN stage II)
+    # the first warmup_steps steps update only the optimizers named here (e.g. a new discriminator catching up
+    # with a generator from init_from before the generator learns from it); 0: off
+    warmup_steps: int = 0
+    warmup_optimizers: tuple[str, ...] = ("D",)
     max_nonfinite: int = 5  # consecutive steps with a non-finite loss before the run stops
     progress: bool = True
     tensorboard: bool = True
@@ -303,7 +309,8 @@ class StepRunner:
 
     def __init__(self, objective: Objective, nets: Networks, *, device: torch.device, amp: str = "off") -> None:
         if amp == "fp16" and device.type != "cuda":
-            raise TrainError("amp=fp16 needs CUDA; use amp=bf16 on the CPU")
+            raise TrainError("amp=fp16 needs CUDA; use amp=auto (bf16 where the CPU has it) on the CPU")
+        amp = resolve_amp(amp, device)
         self.objective, self.nets, self.device, self.amp = objective, nets, device, amp
         self.opt_params: dict[str, list[nn.Parameter]] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -351,8 +358,9 @@ class StepRunner:
         inv = 1.0 / self.scaler.get_scale()
         return tuple(g * inv for g in scaled)
 
-    def step(self, batch: dict[str, Any], noise: torch.Tensor,
-             step_index: int = 0) -> tuple[dict[str, torch.Tensor], bool]:
+    def step(self, batch: dict[str, Any], noise: torch.Tensor, step_index: int = 0,
+             only: Sequence[str] | None = None) -> tuple[dict[str, torch.Tensor], bool]:
+        """Run the phases due at ``step_index``; with ``only``, just the phases of those optimizers."""
         ctx = StepContext(batch=batch, noise=noise, grad=self.grad)
         self.set_trainable(None)
         with _autocast(self.device, self.amp):
@@ -360,7 +368,7 @@ class StepRunner:
         stats: dict[str, torch.Tensor] = {}
         all_finite = True
         for ph in self.phases:
-            if step_index % ph.interval:
+            if step_index % ph.interval or (only is not None and ph.optimizer not in only):
                 continue
             opt = self.optimizers[ph.optimizer]
             self.set_trainable(ph.optimizer)
@@ -410,7 +418,7 @@ class GANTrainer:
             device = torch.device("cuda", tdist.local_rank())
         self.device = device
         if cfg.amp == "fp16" and device.type != "cuda":
-            raise TrainError("amp=fp16 needs CUDA; use amp=bf16 on the CPU")
+            raise TrainError("amp=fp16 needs CUDA; use amp=auto (bf16 where the CPU has it) on the CPU")
         self._was_deterministic = torch.are_deterministic_algorithms_enabled()
         if cfg.deterministic:  # restored at the end of run()
             torch.use_deterministic_algorithms(True)
@@ -467,6 +475,12 @@ class GANTrainer:
             self.ema = copy.deepcopy(self.nets.generator).eval().requires_grad_(False)
 
         self.runner = StepRunner(self.objective, self.nets, device=device, amp=cfg.amp)
+        if cfg.warmup_steps < 0:
+            raise TrainError(f"train.warmup_steps must be >= 0, got {cfg.warmup_steps}")
+        bad = [k for k in cfg.warmup_optimizers if k not in self.runner.optimizers]
+        if cfg.warmup_steps and (bad or not cfg.warmup_optimizers):
+            raise TrainError(f"train.warmup_optimizers={list(cfg.warmup_optimizers)}: the {config.family} objective's "
+                             f"optimizers are {', '.join(self.runner.optimizers)}")
         self.optimizers, self.scaler = self.runner.optimizers, self.runner.scaler
 
         self.state = _State()
@@ -727,7 +741,8 @@ class GANTrainer:
                     batch = batch_to(batch, self.device, cfg.channels_last)
                     noise = torch.randn(batch["captions"].shape[0], self.nets.generator.noise_dim,
                                         generator=step_generator(cfg.seed, s.step, self.rank)).to(self.device)
-                    stats, finite = self.runner.step(batch, noise, s.step)
+                    only = cfg.warmup_optimizers if s.step < cfg.warmup_steps else None
+                    stats, finite = self.runner.step(batch, noise, s.step, only=only)
                     if self.ema is not None:
                         _ema_update(self.ema, self.nets.generator, cfg.ema)
                     s.step += 1
