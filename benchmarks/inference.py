@@ -28,6 +28,7 @@ from t2igan.models.base import TextCondition
 from t2igan.models.dfgan import DFGANGenerator, DFGANGeneratorConfig
 from t2igan.models.inference import GeneratorRunner
 from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
+from t2igan.utils.device import bf16_note, native_bf16
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
@@ -111,7 +112,11 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--no-shipped", dest="shipped", action="store_false",
                     help="skip the bf16 PSNR of the shipped trained model")
+    ap.add_argument("--force-bf16", action="store_true", help="time bf16 also on a CPU without native bf16")
     args = ap.parse_args()
+    if args.bf16 and not args.force_bf16 and not native_bf16("cpu"):
+        print(f"bf16 mode skipped: {bf16_note('cpu')} (--force-bf16 times it anyway)", flush=True)
+        args.bf16 = False
     mm = matmul_gflops()
     print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}, "
           f"mode: GeneratorRunner(channels_last{', torch.compile with freezing' if args.compile else ', eager'})",

@@ -32,6 +32,7 @@ from t2igan.models.ssagan import (
 )
 from t2igan.objectives import Networks, SSAGANObjective
 from t2igan.training.trainer import StepRunner
+from t2igan.utils.device import bf16_note, native_bf16
 
 
 class _NoModuleTracking:
@@ -110,7 +111,12 @@ def main() -> None:
     ap.add_argument("--ngf", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--force-bf16", action="store_true", help="time bf16 also on a CPU without native bf16")
     args = ap.parse_args()
+    modes = args.modes.split(",")
+    if "bf16" in modes and not args.force_bf16 and not native_bf16("cpu"):
+        print(f"bf16 mode skipped: {bf16_note('cpu')} (--force-bf16 times it anyway)", flush=True)
+        modes.remove("bf16")
     mm = matmul_gflops()
     print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}")
     print(f"{'size':>5} {'mode':>5} {'batch':>5} {'s/img':>8} {'(mean)':>8} {'GFLOP/img':>10} {'GFLOP/s':>8} "
@@ -118,7 +124,7 @@ def main() -> None:
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:
         fp32 = None
-        for mode in args.modes.split(","):
+        for mode in modes:
             r = measure(size, mode, args.batch, args.ngf, args.repeats)
             r["matmul_gflops"] = mm
             r["ratio"] = r["gflops"] / mm
