@@ -33,7 +33,13 @@ from t2igan.evaluation.attributes import (
 )
 from t2igan.evaluation.base import METRICS
 from t2igan.evaluation.features import EXTRACTORS
-from t2igan.training.evaluator import AugmentConfig, EvaluatorTrainConfig, augment_batch, train_evaluator
+from t2igan.training.evaluator import (
+    AugmentConfig,
+    EvaluatorTrainConfig,
+    _lr_factor,
+    augment_batch,
+    train_evaluator,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -304,3 +310,17 @@ def test_train_evaluator_refuses_a_non_empty_out_dir(tmp_path, synthbirds_small)
                             overwrite=True, max_steps=1)
     assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == 1  # the old log is replaced
     assert list((tmp_path / "out").glob("*.npz")) == [Path(again["fid_sb_reference"])]
+
+
+def test_classifier_schedule_anneals_by_a_time_budget():
+    # without a budget: linear warm-up over 10 steps, then cosine to zero at step 100
+    assert _lr_factor(0, 10, 100) == pytest.approx(0.1)
+    assert _lr_factor(9, 10, 100) == pytest.approx(1.0)
+    assert _lr_factor(55, 10, 100) == pytest.approx(0.5)
+    assert _lr_factor(100, 10, 100) == pytest.approx(0.0)
+    # a budget further along than the steps moves the schedule on: half the time spent at step 20 is the
+    # cosine's middle, the whole budget is the end; a budget behind the steps changes nothing
+    assert _lr_factor(20, 10, 100, time_frac=0.55) == pytest.approx(0.5)
+    assert _lr_factor(20, 10, 100, time_frac=1.0) == pytest.approx(0.0)
+    assert _lr_factor(55, 10, 100, time_frac=0.2) == pytest.approx(0.5)
+    assert _lr_factor(2, 10, 100, time_frac=0.05) == pytest.approx(0.5)  # warm-up by the clock

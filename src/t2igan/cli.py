@@ -815,6 +815,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     ev = train_evaluator(data_dir, evaluator_dir, EvaluatorTrainConfig(
         epochs=epochs, max_minutes=ev_minutes, device=args.device, seed=args.seed,
         batch_size=min(128, args.train)), overwrite=True)
+    # the reserve after GAN training, from this machine's measured speed: the final evaluation runs three
+    # networks forward over every test caption, about 8 classifier training images' worth of time each
+    # (calibrated on a 1-thread AVX2 CPU, where 2,000 test captions took 2.5 min at 110 classifier images/s)
+    rates = [h["train/images_per_s"] for h in ev.get("history", []) if h.get("train/images_per_s")]
+    if rates:
+        reserve = min(max(1.0, 0.3 + 8 * args.test / max(rates[-1], 1e-3) / 60), 0.3 * args.minutes)
     gan_minutes = max(left() - reserve, 0.1)
     print(f"[5/7] training SSA-GAN for at most {gan_minutes:.1f} minutes", flush=True)
     gcfg = resolve_config(GANRunConfig, preset="ssagan-synthetic", task="gan", overrides=[

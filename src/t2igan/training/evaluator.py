@@ -82,7 +82,9 @@ class EvaluatorTrainConfig(ConfigBase):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int | None = None  # CPU threads (None: torch's default); 1 helps on a busy machine
     channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and GPUs
-    max_minutes: float | None = None  # stop (and still evaluate and save) after this wall-clock budget
+    # stop (and still evaluate and save) after this wall-clock budget; the learning rate then anneals by the
+    # budget where it is shorter than the epochs (so the run does not stop at a high learning rate)
+    max_minutes: float | None = None
     eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
     progress: bool = True
     model: AttributeClassifierConfig = field(default_factory=AttributeClassifierConfig)
@@ -146,10 +148,22 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
 
 
 # -- training ------------------------------------------------------------------------------------------------
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+def _spent(start: float, deadline: float) -> float:
+    """The part of the wall-clock budget from ``start`` to ``deadline`` already used (0 without a budget)."""
+    if not math.isfinite(deadline):
+        return 0.0
+    return (time.monotonic() - start) / max(deadline - start, 1e-9)
+
+
+def _lr_factor(step: int, warmup: int, total: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine to zero at ``total``. ``time_frac`` (the part of a
+    wall-clock budget spent) moves the schedule on when it is further along than the steps, so that a run cut by
+    its budget ends annealed instead of at a high learning rate."""
+    frac = max(step / max(1, total), min(1.0, time_frac))
+    w = warmup / max(1, total)
+    if frac < w:
+        return max(step + 1, frac * total) / max(1, warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - w) / max(1e-9, 1 - w))))
 
 
 _SHOWN = ("test/ceiling_attr_acc", "test/ceiling_attr_acc_macro", "test/real_attr_acc")
@@ -221,6 +235,7 @@ def _train(data_root: Path, out_dir: Path, cfg: EvaluatorTrainConfig, max_steps:
         old.unlink(missing_ok=True)  # a previous run's log and FID-SB caches (overwrite=True)
     logger = RunLogger(out_dir, tensorboard=False)
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    t_train = time.monotonic()
     step, epoch, stopped = 0, 0, ""
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}
@@ -239,7 +254,7 @@ def _train(data_root: Path, out_dir: Path, cfg: EvaluatorTrainConfig, max_steps:
                 x = augment_batch(x, cfg.augment, g).contiguous(memory_format=fmt)
                 y = labels[idx].to(device)
                 for grp in opt.param_groups:
-                    grp["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps)
+                    grp["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps, _spent(t_train, deadline))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = model(x)
                 loss = sum(F.cross_entropy(logits[a].float(), y[:, j], label_smoothing=cfg.label_smoothing)
