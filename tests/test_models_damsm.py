@@ -310,3 +310,19 @@ def test_encode_gives_both_embeddings_and_the_padding_mask():
     # shorter batches: the mask is as wide as the longest caption, not the padded width
     short = te.encode(torch.tensor([[3, 4, 0, 0, 0]]), [2])
     assert short.word_mask.tolist() == [[False, False]]
+
+
+def test_light_encoder_max_pooled_code(tmp_path: Path):
+    torch.manual_seed(0)
+    enc = ImageEncoder(ImageEncoderConfig(backbone="light", input_size=32, light_width=8, embed_dim=16,
+                                          light_pool="max")).eval()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    _, code = enc(x)
+    with torch.no_grad():
+        h = enc.stage4(enc.stage3(enc.stage2(enc.stage1(enc.stem(x)))))
+        torch.testing.assert_close(code, enc.emb_cnn_code(h.amax(dim=(2, 3))))
+        assert not torch.allclose(code, enc.emb_cnn_code(h.mean(dim=(2, 3))))
+    enc.save_pretrained(tmp_path / "max")
+    back = ImageEncoder.from_pretrained(tmp_path / "max").eval()
+    assert back.config.light_pool == "max"
+    assert torch.equal(back(x)[1], code)

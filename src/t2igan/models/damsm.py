@@ -149,6 +149,9 @@ class ImageEncoderConfig(ConfigBase):
     embed_dim: int = 256
     input_size: int = 299
     light_width: int = 64
+    # how the light trunk's last map becomes the global code: mean (average pooling, as Inception's) or max (a
+    # small object on a large background is not averaged away)
+    light_pool: Literal["mean", "max"] = "mean"
     freeze_trunk: bool = True
 
     def __post_init__(self) -> None:
@@ -312,7 +315,8 @@ class ImageEncoder(ModelBase):
         x = self.stage3(x)
         regions = self.emb_features(x)
         x = self.stage4(x)
-        code = self.emb_cnn_code(x.mean(dim=(2, 3)))
+        pooled = x.amax(dim=(2, 3)) if self.config.light_pool == "max" else x.mean(dim=(2, 3))
+        code = self.emb_cnn_code(pooled)
         return regions, code
 
 
