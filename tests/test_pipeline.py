@@ -63,6 +63,13 @@ def test_unknown_words_are_named_and_dropped(model_dir):
     with pytest.warns(VocabularyWarning, match="zebra"):
         out = pipe("a zebra bird")
     assert out.unknown_words == [["zebra"]] and out.words == [["a", "bird"]]
+    with pytest.warns(VocabularyWarning, match="zebra"):  # again: every call names its dropped words
+        pipe("a zebra bird")
+    with warnings.catch_warnings(record=True) as seen:  # a caller that ignores them is obeyed
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=VocabularyWarning)
+        assert pipe("a zebra bird").unknown_words == [["zebra"]]
+    assert not [w for w in seen if issubclass(w.category, VocabularyWarning)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(PromptError, match="zebra"):

@@ -23,7 +23,7 @@ from PIL import Image
 from t2igan.data.collate import pad_captions
 from t2igan.models.inference import GeneratorRunner
 from t2igan.models.registry import FAMILIES, read_model_dir, resolve_model_dir
-from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary
+from t2igan.text.vocab import EncodedPrompt, PromptError, Vocabulary, VocabularyWarning
 from t2igan.utils.device import resolve_device
 from t2igan.utils.image import tensor_to_pil
 from t2igan.utils.seeding import image_noise
@@ -81,8 +81,8 @@ class T2IPipeline:
         """Prompts -> word ids, by the vocabulary policy (unknown words dropped with a warning)."""
         out = []
         for p in prompts:
-            with warnings.catch_warnings():
-                warnings.simplefilter("always")
+            with warnings.catch_warnings():  # every prompt's dropped words, unless the caller ignores them
+                warnings.filterwarnings("always", category=VocabularyWarning, append=True)
                 out.append(self.vocab.encode_prompt(p, self.words_num))
         return out
 
