@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from t2igan.config import from_dict
+from t2igan.config import ConfigError, from_dict, to_dict
 from t2igan.models.base import load_state_dict_file
 from t2igan.pipeline import T2IPipeline
 from t2igan.training.trainer import GANRunConfig, TrainError, export_run, find_damsm, train_gan
@@ -169,7 +169,7 @@ def test_nonfinite_loss_stops_with_a_snapshot(synthbirds_small, tiny_damsm, tmp_
 
 _WORKER = textwrap.dedent("""
     import json, sys, torch
-    from t2igan.config import from_dict
+    from t2igan.config import ConfigError, from_dict, to_dict
     from t2igan.training.trainer import GANRunConfig, GANTrainer
     from t2igan.utils import dist as tdist
     torch.set_num_threads(1)
@@ -268,3 +268,6 @@ def test_warmup_trains_only_the_named_optimizers_then_all(synthbirds_small, tiny
     assert any(not torch.equal(g3[k], g0[k]) for k in params)
     with pytest.raises(TrainError, match="warmup_optimizers"):
         train_gan(warm.replace(train=warm.train.replace(warmup_optimizers=("X",))), runs_root=tmp_path / "bad")
+    for bad in ({"warmup_steps": -1}, {"warmup_steps": 3, "warmup_optimizers": []}):
+        with pytest.raises(ConfigError, match="warmup"):
+            from_dict(GANRunConfig, {**to_dict(warm), "train": {**to_dict(warm.train), **bad}})

@@ -108,12 +108,19 @@ class GANTrainConfig(ConfigBase):
     eval_attributes: str | None = None  # SynthBirds attribute classifier dir ('auto': DATA/evaluator if present)
     init_from: str | None = None  # a model dir (or run dir) whose generator starts this one (StackGAN stage II)
     # the first warmup_steps steps update only the optimizers named here (e.g. a new discriminator catching up
-    # with a generator from init_from before the generator learns from it); 0: off
+    # with a generator from init_from before the generator learns from it); 0: off. On the command line:
+    # --set train.warmup_steps=300 --set "train.warmup_optimizers=[D]"
     warmup_steps: int = 0
     warmup_optimizers: tuple[str, ...] = ("D",)
     max_nonfinite: int = 5  # consecutive steps with a non-finite loss before the run stops
     progress: bool = True
     tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps and not self.warmup_optimizers:
+            raise ValueError("warmup_optimizers is empty: name the optimizers that train during the warm-up, e.g. [D]")
 
 
 @dataclass
@@ -475,10 +482,8 @@ class GANTrainer:
             self.ema = copy.deepcopy(self.nets.generator).eval().requires_grad_(False)
 
         self.runner = StepRunner(self.objective, self.nets, device=device, amp=cfg.amp)
-        if cfg.warmup_steps < 0:
-            raise TrainError(f"train.warmup_steps must be >= 0, got {cfg.warmup_steps}")
         bad = [k for k in cfg.warmup_optimizers if k not in self.runner.optimizers]
-        if cfg.warmup_steps and (bad or not cfg.warmup_optimizers):
+        if cfg.warmup_steps and bad:
             raise TrainError(f"train.warmup_optimizers={list(cfg.warmup_optimizers)}: the {config.family} objective's "
                              f"optimizers are {', '.join(self.runner.optimizers)}")
         self.optimizers, self.scaler = self.runner.optimizers, self.runner.scaler
