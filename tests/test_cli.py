@@ -98,6 +98,8 @@ def test_quickstart_small(tmp_path):
     metrics = json.loads((qs / "evaluation" / "metrics.json").read_text())["metrics"]
     for key in ("r_precision", "attr_acc", "ceiling_attr_acc", "fid_sb"):
         assert key in metrics, key
+    # a classifier trained for seconds on 24 images is far from its ~0.99: the summary says how to train it fully
+    assert metrics["ceiling_attr_acc"] < 0.9 and "t2igan train-evaluator" in r.stdout
     for text in ("R-precision of generated images", "attribute accuracy", "FID-SB", "done in"):
         assert text in r.stdout
 
