@@ -247,6 +247,25 @@ def test_bf16_channels_last_training(synthbirds_small, tiny_damsm, tmp_path, one
     assert any(v.is_floating_point() for v in g.values())
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["avx2-cpu", "bf16-cpu"])
+def test_amp_auto_is_resolved_once_for_training_and_samples(synthbirds_small, tiny_damsm, tmp_path, one_thread,
+                                                           monkeypatch, native):
+    # amp=auto becomes bf16 only where the CPU has it; the training phases and the sample grid both use the
+    # resolved mode (the grid once compared the raw config value with "bf16" and so never used bf16 under auto)
+    import t2igan.training.trainer as trainer_mod
+    from t2igan.utils import device as devmod
+
+    monkeypatch.setattr(devmod, "_cpu_bf16", lambda: native)
+    modes: list[str] = []
+    real = trainer_mod._autocast
+    monkeypatch.setattr(trainer_mod, "_autocast", lambda dev, amp: modes.append(amp) or real(dev, amp))
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm, amp="auto", max_steps=1)
+    train_gan(cfg, runs_root=tmp_path)  # one step, then the end-of-run sample grid
+    want = "bf16" if native else "off"
+    assert want in modes and set(modes) <= {want, "off"}
+    assert modes[-1] == want  # the last autocast is the sample grid's generation
+
+
 def test_warmup_trains_only_the_named_optimizers_then_all(synthbirds_small, tiny_damsm, tmp_path, one_thread):
     # a run started from another run's generator (train.init_from) with a discriminator warm-up: during the
     # warm-up steps the generator's weights stay those it started from while the discriminator learns

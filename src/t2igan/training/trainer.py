@@ -607,7 +607,7 @@ class GANTrainer:
             cond = TextCondition(embeddings.to(self.device).float())
         else:
             cond = self.nets.text_encoder.encode(captions.to(self.device), lengths.to(self.device))
-        with _autocast(self.device, self.cfg.amp if self.cfg.amp == "bf16" else "off"):
+        with _autocast(self.device, "bf16" if self.runner.amp == "bf16" else "off"):  # the resolved mode (amp=auto)
             img, masks = generator.synthesize(noise.to(self.device), cond)
         generator.train(was)
         return img.float().cpu(), ([m.float().cpu() for m in masks] if masks is not None else None)
