@@ -31,6 +31,14 @@ from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
 from t2igan.utils.device import bf16_note, native_bf16
 
 
+def bf16_mode_wanted(force: bool) -> bool:
+    """Whether to time a bf16 mode: on a CPU without native bf16 only with ``force`` (it says why it skips)."""
+    if force or native_bf16("cpu"):
+        return True
+    print(f"bf16 mode skipped: {bf16_note('cpu')} (--force-bf16 times it anyway)", flush=True)
+    return False
+
+
 def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
@@ -114,9 +122,7 @@ def main() -> None:
                     help="skip the bf16 PSNR of the shipped trained model")
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 also on a CPU without native bf16")
     args = ap.parse_args()
-    if args.bf16 and not args.force_bf16 and not native_bf16("cpu"):
-        print(f"bf16 mode skipped: {bf16_note('cpu')} (--force-bf16 times it anyway)", flush=True)
-        args.bf16 = False
+    args.bf16 = args.bf16 and bf16_mode_wanted(args.force_bf16)
     mm = matmul_gflops()
     print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}, "
           f"mode: GeneratorRunner(channels_last{', torch.compile with freezing' if args.compile else ', eager'})",

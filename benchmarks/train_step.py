@@ -20,7 +20,7 @@ import math
 import time
 
 import torch
-from inference import matmul_gflops
+from inference import bf16_mode_wanted, matmul_gflops
 from torch.utils.flop_counter import FlopCounterMode
 
 from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
@@ -32,7 +32,6 @@ from t2igan.models.ssagan import (
 )
 from t2igan.objectives import Networks, SSAGANObjective
 from t2igan.training.trainer import StepRunner
-from t2igan.utils.device import bf16_note, native_bf16
 
 
 class _NoModuleTracking:
@@ -114,8 +113,7 @@ def main() -> None:
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 also on a CPU without native bf16")
     args = ap.parse_args()
     modes = args.modes.split(",")
-    if "bf16" in modes and not args.force_bf16 and not native_bf16("cpu"):
-        print(f"bf16 mode skipped: {bf16_note('cpu')} (--force-bf16 times it anyway)", flush=True)
+    if "bf16" in modes and not bf16_mode_wanted(args.force_bf16):
         modes.remove("bf16")
     mm = matmul_gflops()
     print(f"fp32 matmul (2048x2048): {mm:.0f} GFLOP/s, threads={torch.get_num_threads()}")
