@@ -106,6 +106,10 @@ def test_compiled_runner_equals_eager_or_says_why_not(one_thread):
     assert (img - ref_img).abs().max() <= 1e-4 and torch.equal(img, img2)
     assert len(maps) == len(ref_maps) == 5
     assert all((a - b).abs().max() <= 1e-4 for a, b in zip(maps, ref_maps))
+    if runner.compiled:  # frozen: the weights are constants of the compiled graph, a later edit does not reach it
+        with torch.no_grad():
+            runner.generator.fc.weight.add_(1.0)
+        assert torch.equal(runner(noise, cond)[0], img)
 
 
 def test_a_failed_compile_warns_and_runs_eagerly(monkeypatch, one_thread):

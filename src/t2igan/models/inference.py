@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -85,7 +86,9 @@ class GeneratorRunner:
         self.compiled = bool(compile)
         self._fn = self.generator.synthesize
         if self.compiled:
-            self._fn = torch.compile(self.generator.synthesize, dynamic=False, options={"freezing": True})
+            # freezing comes from the config patch around each call (_frozen): torch.compile's options={"freezing":
+            # True} was measured not to freeze (the graph kept reading the parameters), the patch does
+            self._fn = torch.compile(self.generator.synthesize, dynamic=False)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=_DTYPES.get(self.precision, torch.float32),
@@ -102,8 +105,15 @@ class GeneratorRunner:
             return img, None
         return img, [torch.cat([p[1][b] for p in parts]) for b in range(len(parts[0][1]))]
 
+    def _frozen(self):
+        if not self.compiled:
+            return contextlib.nullcontext()
+        from torch._inductor import config as inductor_config
+
+        return inductor_config.patch(freezing=True)
+
     def _call(self, noise: torch.Tensor, cond: TextCondition) -> tuple[torch.Tensor, Any]:
-        with self._autocast():
+        with self._autocast(), self._frozen():
             try:
                 img, maps = self._fn(noise, cond)
             except _compile_errors() as e:
