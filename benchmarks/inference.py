@@ -9,7 +9,7 @@ difference from the plain module over the image and every mask; the compiled mod
 is reported apart. Then the bf16 mode: its time, speed-up over the fp32 mode and PSNR against it, on these
 random-weight models and on the shipped trained model.
 
-The matrix-multiply rate of this 2-core machine was seen to vary from 73 to 168 GFLOP/s between runs minutes apart
+The matrix-multiply rate of this 2-core machine was seen to vary from 73 to 182 GFLOP/s between measurements minutes apart
 (other load on the host), so each row measures it right before its own timings; the summary also gives each
 row's ratio to the *highest* rate seen in the whole run (the conservative figure).
 
@@ -168,9 +168,10 @@ def main() -> None:
                                     "bf16_psnr_db": round(psnr(out16[0], out32[0]), 1)})
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    top = max([mm, *(r["matmul_gflops"] for r in rows)])
+    rates = [mm, *(r["matmul_gflops"] for r in rows)]
+    top = max(rates)
     summary = {"matmul_fp32_gflops_start": round(mm, 1), "matmul_fp32_gflops_max": round(top, 1),
-               "matmul_fp32_gflops_min": round(min([mm, *(r["matmul_gflops"] for r in rows)]), 1),
+               "matmul_fp32_gflops_min": round(min(rates), 1),
                "rows": len(rows), "compile": args.compile,
                "ratio_to_max_matmul": {f"{r['family']} ngf{r['ngf']} {r['size']}px b{r['batch']}":
                                        round(r["fp32_gflops"] / top, 3) for r in rows}}

@@ -552,8 +552,8 @@ class GANTrainer:
         st = load_trainer_state(snap / "trainer_state.pt")
         if self.ema is not None and not (snap / "generator_ema.safetensors").is_file():
             self.ema.load_state_dict(self.nets.generator.state_dict())
-            log.warning("%s has no EMA generator (train.ema was off): the EMA (decay %g) starts from the generator "
-                        "at step %d", snap, self.cfg.ema, int(st["step"]))
+            log.warning("%s has no EMA generator (train.ema was off, or the file was left out): the EMA (decay %g) "
+                        "starts from the generator at step %d", snap, self.cfg.ema, int(st["step"]))
         for k, o in self.optimizers.items():
             if k not in st["optimizers"]:
                 raise ResumeError(f"{snap}: no state of optimizer {k!r} (the run had "
