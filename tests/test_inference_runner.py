@@ -14,6 +14,7 @@ from conftest import randomize_module, write_tiny_model_dir
 from t2igan.models.base import TextCondition
 from t2igan.models.dfgan import DFGANGenerator, DFGANGeneratorConfig
 from t2igan.models.inference import GeneratorRunner, check_precision
+from t2igan.models.layers import AffineMLP, grouped_affine_mlps
 from t2igan.models.ssagan import SSAGANGenerator, SSAGANGeneratorConfig
 from t2igan.pipeline import T2IPipeline
 
@@ -90,13 +91,50 @@ def test_fp32_runner_equals_the_plain_module_and_bf16_is_close(family, one_threa
         assert all(m.dtype == torch.float32 for m in maps16)
 
 
-def test_compiled_runner_equals_eager_or_says_why_not(one_thread):
+def test_grouped_affine_mlps_equal_each_module():
+    torch.manual_seed(0)
+    shapes = [(16, 8), (16, 4), (16, 8), (12, 12), (16, 4), (16, 8)]  # (hidden, out), shapes interleaved
+    mlps = [AffineMLP(10, h, o, last_bias=0.5) for h, o in shapes]
+    for m in mlps:
+        nn.init.normal_(m.linear2.weight)
+    x = torch.randn(3, 10)
+    got = grouped_affine_mlps(mlps, x)
+    assert [tuple(t.shape) for t in got] == [(3, o) for _, o in shapes]
+    for m, t in zip(mlps, got):
+        assert (t - m(x)).abs().max() <= 1e-5
+    assert grouped_affine_mlps([], x) == []
+    with pytest.raises(ValueError, match=r"inputs of size \[10\], got x of shape \(3, 7\)"):
+        grouped_affine_mlps(mlps, torch.randn(3, 7))
+
+
+@pytest.mark.parametrize("family", ["ssagan", "dfgan"])
+def test_fused_synthesis_equals_plain_without_calling_the_mlps(family, one_thread):
+    """synthesize_fused (what the compiled runner compiles) gives synthesize's image and masks, and really
+    takes its modulation from the grouped products: no conditioning MLP module is called."""
+    g = tiny(family)
+    noise, cond = inputs()
+    calls = []
+    for m in g.modules():
+        if isinstance(m, AffineMLP):
+            m.register_forward_hook(lambda *_: calls.append(1))
+    ref_img, ref_maps = plain(g, noise, cond)
+    assert len(calls) == (20 if family == "ssagan" else 32)  # 5 blocks x 4; 4 blocks x 8
+    calls.clear()
+    with torch.no_grad():
+        img, maps = g.synthesize_fused(noise, cond)
+    assert calls == []
+    assert (img - ref_img).abs().max() <= 1e-5
+    assert len(maps or []) == len(ref_maps) and all((a - b).abs().max() <= 1e-5 for a, b in zip(maps or [], ref_maps))
+
+
+@pytest.mark.parametrize("family", ["ssagan", "dfgan"])
+def test_compiled_runner_equals_eager_or_says_why_not(family, one_thread):
     """torch.compile with frozen weights gives the plain module's image and masks to 1e-4; on a machine where
     it cannot compile, it warns and runs eagerly, with the same numbers."""
-    g = tiny("ssagan")
+    g = tiny(family)
     noise, cond = inputs()
     ref_img, ref_maps = plain(g, noise, cond)
-    runner = GeneratorRunner(tiny("ssagan"), "cpu", compile=True)
+    runner = GeneratorRunner(tiny(family), "cpu", compile=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         img, maps = runner(noise, cond)
@@ -104,8 +142,8 @@ def test_compiled_runner_equals_eager_or_says_why_not(one_thread):
     fell_back = [w for w in caught if "torch.compile could not build" in str(w.message)]
     assert runner.compiled == (not fell_back)
     assert (img - ref_img).abs().max() <= 1e-4 and torch.equal(img, img2)
-    assert len(maps) == len(ref_maps) == 5
-    assert all((a - b).abs().max() <= 1e-4 for a, b in zip(maps, ref_maps))
+    assert len(maps or []) == len(ref_maps) == (5 if family == "ssagan" else 0)
+    assert all((a - b).abs().max() <= 1e-4 for a, b in zip(maps or [], ref_maps))
     if runner.compiled:  # frozen: the weights are constants of the compiled graph, a later edit does not reach it
         with torch.no_grad():
             runner.generator.fc.weight.add_(1.0)

@@ -170,6 +170,14 @@ class GeneratorBase(ModelBase):
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         raise NotImplementedError
 
+    def synthesize_fused(self, noise: torch.Tensor,
+                         cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """:meth:`synthesize` arranged for frozen-weight inference (what ``GeneratorRunner(compile=True)``
+        compiles): the same outputs to float rounding. Families whose blocks have many small conditioning MLPs
+        evaluate them together here (:func:`t2igan.models.layers.grouped_affine_mlps`); by default it is
+        :meth:`synthesize` itself."""
+        return self.synthesize(noise, cond)
+
     def feature_bytes_per_image(self) -> int | None:
         """Bytes of the largest float32 feature map the generator makes for one image, or None if unknown
         (:class:`t2igan.models.inference.GeneratorRunner` splits CPU batches so that a chunk's maps stay in cache)."""

@@ -21,6 +21,7 @@ Module layout and key names follow the official code (``tobran/DF-GAN``, ``code/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -38,6 +39,7 @@ from t2igan.models.layers import (
     TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
+    grouped_affine_mlps,
     in_format_of,
     num_doublings,
 )
@@ -106,10 +108,11 @@ class DFGANAffine(nn.Module):
         self.fc_gamma = AffineMLP(cond_dim, num_features, num_features, last_bias=1.0)
         self.fc_beta = AffineMLP(cond_dim, num_features, num_features, last_bias=0.0)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        gamma = self.fc_gamma(cond)[:, :, None, None]  # [B, C, 1, 1]
-        beta = self.fc_beta(cond)[:, :, None, None]  # [B, C, 1, 1]
-        return gamma * x + beta
+    def forward(self, x: torch.Tensor, cond: torch.Tensor,
+                gamma_beta: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``gamma_beta``: the two MLPs' outputs ([B, C] each) when already computed (fused inference)."""
+        gamma, beta = gamma_beta if gamma_beta is not None else (self.fc_gamma(cond), self.fc_beta(cond))
+        return gamma[:, :, None, None] * x + beta[:, :, None, None]  # [B, C, H, W]
 
 
 class DFBlock(nn.Module):
@@ -120,9 +123,15 @@ class DFBlock(nn.Module):
         self.affine0 = DFGANAffine(cond_dim, num_features)
         self.affine1 = DFGANAffine(cond_dim, num_features)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.affine0(x, cond), 0.2, inplace=True)
-        return F.leaky_relu(self.affine1(h, cond), 0.2, inplace=True)
+    def affine_mlps(self) -> list[AffineMLP]:
+        """The MLPs in the order :meth:`forward` takes their outputs as ``params``."""
+        return [self.affine0.fc_gamma, self.affine0.fc_beta, self.affine1.fc_gamma, self.affine1.fc_beta]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor,
+                params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        p0, p1 = (None, None) if params is None else ((params[0], params[1]), (params[2], params[3]))
+        h = F.leaky_relu(self.affine0(x, cond, p0), 0.2, inplace=True)
+        return F.leaky_relu(self.affine1(h, cond, p1), 0.2, inplace=True)
 
 
 class DFGANUpBlock(nn.Module):
@@ -142,10 +151,17 @@ class DFGANUpBlock(nn.Module):
         if self.learnable_sc:
             self.c_sc = nn.Conv2d(in_channels, out_channels, 1, 1, 0)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def affine_mlps(self) -> list[AffineMLP]:
+        """The MLPs in the order :meth:`forward` takes their outputs as ``params`` (8: fuse1's, then fuse2's)."""
+        return [*self.fuse1.affine_mlps(), *self.fuse2.affine_mlps()]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor,
+                params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``params``: the outputs of :meth:`affine_mlps` for ``cond`` when already computed (fused inference)."""
+        p1, p2 = (None, None) if params is None else (params[:4], params[4:])
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # [B, in, 2H, 2W]
-        h = self.c1(self.fuse1(x, cond))  # [B, out, 2H, 2W]
-        h = self.c2(self.fuse2(h, cond))  # [B, out, 2H, 2W]
+        h = self.c1(self.fuse1(x, cond, p1))  # [B, out, 2H, 2W]
+        h = self.c2(self.fuse2(h, cond, p2))  # [B, out, 2H, 2W]
         return (self.c_sc(x) if self.learnable_sc else x) + h
 
 
@@ -172,7 +188,9 @@ class DFGANGenerator(GeneratorBase):
             nn.Tanh(),
         )
 
-    def forward(self, noise: torch.Tensor, sent_emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, noise: torch.Tensor, sent_emb: torch.Tensor, *, fused: bool = False) -> torch.Tensor:
+        """``fused``: evaluate every block's conditioning MLPs together first (:func:`grouped_affine_mlps`; the
+        same outputs to float rounding, faster with frozen weights, slower in eager mode)."""
         c = self.config
         if noise.dim() != 2 or noise.shape[1] != c.nz:
             raise ValueError(f"noise must be [batch, {c.nz}], got shape {tuple(noise.shape)}")
@@ -181,8 +199,12 @@ class DFGANGenerator(GeneratorBase):
         out = self.fc(noise).view(noise.shape[0], 8 * c.ngf, 4, 4)  # [B, 8g, 4, 4]
         out = in_format_of(out, self.to_rgb[1].weight)
         cond = torch.cat((noise, sent_emb), dim=1)  # [B, nz + cond_dim]
-        for block in self.GBlocks:
-            out = block(out, cond)  # doubles the resolution
+        params: list[Sequence[torch.Tensor] | None] = [None] * len(self.GBlocks)
+        if fused:
+            flat = grouped_affine_mlps([m for block in self.GBlocks for m in block.affine_mlps()], cond)
+            params = [flat[8 * k:8 * k + 8] for k in range(len(self.GBlocks))]
+        for block, p in zip(self.GBlocks, params):
+            out = block(out, cond, p)  # doubles the resolution
         return self.to_rgb(out)  # [B, 3, S, S]
 
     @property
@@ -192,6 +214,10 @@ class DFGANGenerator(GeneratorBase):
     def synthesize(self, noise: torch.Tensor,
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         return self(noise, cond.sent_emb), None
+
+    def synthesize_fused(self, noise: torch.Tensor,
+                         cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        return self(noise, cond.sent_emb, fused=True), None
 
     def feature_bytes_per_image(self) -> int:
         plan = dfgan_generator_channels(self.config.ngf, self.config.image_size)

@@ -4,6 +4,8 @@
   vector. SSA-GAN's SSACN (Liao et al., "Text to Image Generation with Semantic-Spatial Aware GAN", CVPR 2022)
   and DF-GAN's affine layers (Tao et al., "DF-GAN: A Simple and Effective Baseline for Text-to-Image
   Synthesis", CVPR 2022) both use it as ``fc_gamma`` / ``fc_beta``.
+* :func:`grouped_affine_mlps` -- many :class:`AffineMLP` of one input evaluated together (one matrix product
+  for every first layer, one batched product per shape of last layer), for frozen-weight inference.
 * :class:`ResDownBlock` -- the residual discriminator down-block (``resD`` in SSA-GAN / DF-GAN 2020,
   ``D_Block`` in DF-GAN 2022): a 4x4 stride-2 and a 3x3 convolution next to a 1x1 + average-pool shortcut,
   the residual scaled by a learnable scalar that starts at 0.
@@ -34,6 +36,7 @@ __all__ = [
     "ResDownBlock",
     "UnusedConv1x1",
     "check_image_size",
+    "grouped_affine_mlps",
     "num_doublings",
 ]
 
@@ -138,6 +141,41 @@ class AffineMLP(nn.Sequential):
         """Zero the last layer's weight and fill its bias with ``last_bias`` (the official initialisation)."""
         nn.init.zeros_(self.linear2.weight)
         nn.init.constant_(self.linear2.bias, self.last_bias)
+
+
+def grouped_affine_mlps(mlps: list[AffineMLP], x: torch.Tensor) -> list[torch.Tensor]:
+    """``[m(x) for m in mlps]`` computed together: the outputs are those of the modules to float rounding.
+
+    Every first layer reads the same ``x [B, in_dim]``, so their weights are concatenated into one matrix
+    product; the last layers are grouped by shape, each group one batched product. A generator has dozens of
+    these small MLPs (DF-GAN 64 px: 32; SSA-GAN 256 px: 28), and at batch 1 one call each costs more than the
+    arithmetic. The concatenation of the weights is redone at every call, which costs more than it saves in
+    eager mode; under ``torch.compile`` with frozen weights (``GeneratorRunner(compile=True)``) it is folded
+    into constants once.
+    """
+    if not mlps:
+        return []
+    in_dims = {m.linear1.in_features for m in mlps}
+    if in_dims != {x.shape[-1]}:
+        raise ValueError(f"the MLPs take inputs of size {sorted(in_dims)}, got x of shape {tuple(x.shape)}")
+    groups: dict[tuple[int, int], list[int]] = {}  # (hidden, out) -> indices into mlps, in order
+    for i, m in enumerate(mlps):
+        groups.setdefault((m.linear1.out_features, m.linear2.out_features), []).append(i)
+    order = [i for idx in groups.values() for i in idx]
+    hidden = F.relu(F.linear(x, torch.cat([mlps[i].linear1.weight for i in order]),
+                             torch.cat([mlps[i].linear1.bias for i in order])))  # [B, sum of hidden]
+    out: list[torch.Tensor | None] = [None] * len(mlps)
+    start = 0
+    for (h, _), idx in groups.items():
+        k = len(idx)
+        hk = hidden[:, start:start + k * h].reshape(x.shape[0], k, h).transpose(0, 1)  # [k, B, h]
+        w2 = torch.stack([mlps[i].linear2.weight for i in idx]).transpose(1, 2)  # [k, h, out]
+        b2 = torch.stack([mlps[i].linear2.bias for i in idx]).unsqueeze(1)  # [k, 1, out]
+        y = torch.baddbmm(b2, hk, w2)  # [k, B, out]
+        for j, i in enumerate(idx):
+            out[i] = y[j]
+        start += k * h
+    return out  # type: ignore[return-value]
 
 
 class UnusedConv1x1(nn.Module):

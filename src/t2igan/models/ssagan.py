@@ -31,6 +31,7 @@ down-blocks, so its features are always [B, 16*ndf, 4, 4].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -48,6 +49,7 @@ from t2igan.models.layers import (
     TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
+    grouped_affine_mlps,
     in_format_of,
     num_doublings,
 )
@@ -137,10 +139,12 @@ class SSACNAffine(nn.Module):
         self.fc_gamma = AffineMLP(cond_dim, cond_dim, num_features, last_bias=gamma_bias)
         self.fc_beta = AffineMLP(cond_dim, cond_dim, num_features, last_bias=0.0)
 
-    def forward(self, x: torch.Tensor, sent_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sent_emb: torch.Tensor, mask: torch.Tensor,
+                gamma_beta: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``gamma_beta``: the two MLPs' outputs ([B, C] each) when already computed (fused inference)."""
         h = self.batch_norm2d(x)  # [B, C, H, W]
-        gamma = self.fc_gamma(sent_emb)[:, :, None, None]  # [B, C, 1, 1]
-        beta = self.fc_beta(sent_emb)[:, :, None, None]  # [B, C, 1, 1]
+        gamma, beta = gamma_beta if gamma_beta is not None else (self.fc_gamma(sent_emb), self.fc_beta(sent_emb))
+        gamma, beta = gamma[:, :, None, None], beta[:, :, None, None]  # [B, C, 1, 1]
         t = torch.addcmul(beta, gamma, h)  # gamma * h + beta, one pass, [B, C, H, W]
         if self.formulation == "official":
             return torch.addcmul(h, mask, t)  # h + m * (gamma*h + beta) == (gamma*m + 1) * h + beta*m
@@ -171,15 +175,22 @@ class SSACNBlock(nn.Module):
         if predict_mask:
             self.conv_mask = _mask_predictor(out_channels, mask_hidden)
 
-    def residual(self, x: torch.Tensor, sent_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.affine0(x, sent_emb, mask), inplace=True)  # [B, in, H, W]
-        h = F.relu(self.affine2(self.c1(h), sent_emb, mask), inplace=True)  # [B, out, H, W]
+    def affine_mlps(self) -> list[AffineMLP]:
+        """The MLPs in the order :meth:`forward` takes their outputs as ``params``."""
+        return [self.affine0.fc_gamma, self.affine0.fc_beta, self.affine2.fc_gamma, self.affine2.fc_beta]
+
+    def residual(self, x: torch.Tensor, sent_emb: torch.Tensor, mask: torch.Tensor,
+                 params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        p0, p2 = (None, None) if params is None else ((params[0], params[1]), (params[2], params[3]))
+        h = F.relu(self.affine0(x, sent_emb, mask, p0), inplace=True)  # [B, in, H, W]
+        h = F.relu(self.affine2(self.c1(h), sent_emb, mask, p2), inplace=True)  # [B, out, H, W]
         return self.c2(h)  # [B, out, H, W]
 
-    def forward(self, x: torch.Tensor, sent_emb: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, sent_emb: torch.Tensor, mask: torch.Tensor,
+                params: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``params``: the outputs of :meth:`affine_mlps` for ``sent_emb`` when already computed (fused inference)."""
         short = self.c_sc(x) if self.learnable_sc else x  # [B, out, H, W]
-        out = torch.addcmul(short, self.gamma, self.residual(x, sent_emb, mask))  # short + gamma * residual
+        out = torch.addcmul(short, self.gamma, self.residual(x, sent_emb, mask, params))  # short + gamma * residual
         next_logits = self.conv_mask(out) if self.predict_mask else None  # [B, 1, H, W]
         return out, next_logits
 
@@ -218,7 +229,10 @@ class SSAGANGenerator(GeneratorBase):
     def blocks(self) -> list[SSACNBlock]:
         return [getattr(self, name) for name in self.block_names]
 
-    def forward(self, noise: torch.Tensor, sent_emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, noise: torch.Tensor, sent_emb: torch.Tensor, *,
+                fused: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``fused``: evaluate every block's conditioning MLPs together first (:func:`grouped_affine_mlps`; the
+        same outputs to float rounding, faster with frozen weights, slower in eager mode)."""
         c = self.config
         if noise.dim() != 2 or noise.shape[1] != c.nz:
             raise ValueError(f"noise must be [batch, {c.nz}], got shape {tuple(noise.shape)}")
@@ -228,13 +242,17 @@ class SSAGANGenerator(GeneratorBase):
         out = in_format_of(out, self.conv_img[2].weight)
         logits: torch.Tensor | None = self.conv_mask(out)  # [B, 1, 4, 4]
         masks: list[torch.Tensor] = []
+        params: list[Sequence[torch.Tensor] | None] = [None] * len(self.block_names)
+        if fused:
+            flat = grouped_affine_mlps([m for block in self.blocks for m in block.affine_mlps()], sent_emb)
+            params = [flat[4 * k:4 * k + 4] for k in range(len(self.block_names))]
         for k, block in enumerate(self.blocks):
             if k > 0:
                 out = F.interpolate(out, scale_factor=2.0, mode="nearest")  # [B, C, 2H, 2W]
                 logits = F.interpolate(logits, size=out.shape[-2:], mode="bilinear", align_corners=True)
             mask = torch.sigmoid(logits)  # [B, 1, H, W]
             masks.append(mask)
-            out, logits = block(out, sent_emb, mask)
+            out, logits = block(out, sent_emb, mask, params[k])
         return self.conv_img(out), masks  # [B, 3, S, S]
 
     @property
@@ -244,6 +262,10 @@ class SSAGANGenerator(GeneratorBase):
     def synthesize(self, noise: torch.Tensor,
                    cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         return self(noise, cond.sent_emb)
+
+    def synthesize_fused(self, noise: torch.Tensor,
+                         cond: TextCondition) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        return self(noise, cond.sent_emb, fused=True)
 
     def feature_bytes_per_image(self) -> int:
         plan = ssagan_generator_channels(self.config.ngf, self.config.image_size)
