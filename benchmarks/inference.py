@@ -4,7 +4,7 @@ For each family, ngf in {32, 64}, image size in {256, 64} and batch in {1, 8}: m
 by torch.utils.flop_counter; a multiply-add counts as 2 FLOPs); seconds per image of the plain module (NCHW,
 eager, fp32: the straightforward implementation) and of ``GeneratorRunner``'s fp32 mode (what
 ``T2IPipeline(..., compile=True)`` runs: channels_last, torch.compile with frozen weights), with the achieved
-GFLOP/s, this machine's fp32 matrix-multiply rate measured just before the row and their ratio, and the largest
+GFLOP/s, this machine's fp32 matrix-multiply rate measured in pairs with the row's timings and their ratio, and the largest
 difference from the plain module over the image and every mask; the compiled mode's first call (compilation)
 is reported apart. Then the bf16 mode: its time, speed-up over the fp32 mode and PSNR against it, on these
 random-weight models and on the shipped trained model.

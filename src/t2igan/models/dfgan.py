@@ -39,7 +39,7 @@ from t2igan.models.layers import (
     TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
-    grouped_affine_mlps,
+    grouped_block_modulations,
     in_format_of,
     num_doublings,
 )
@@ -189,7 +189,7 @@ class DFGANGenerator(GeneratorBase):
         )
 
     def forward(self, noise: torch.Tensor, sent_emb: torch.Tensor, *, fused: bool = False) -> torch.Tensor:
-        """``fused``: evaluate every block's conditioning MLPs together first (:func:`grouped_affine_mlps`; the
+        """``fused``: evaluate every block's conditioning MLPs together first (:func:`grouped_block_modulations`; the
         same outputs to float rounding, faster with frozen weights, slower in eager mode)."""
         c = self.config
         if noise.dim() != 2 or noise.shape[1] != c.nz:
@@ -201,8 +201,7 @@ class DFGANGenerator(GeneratorBase):
         cond = torch.cat((noise, sent_emb), dim=1)  # [B, nz + cond_dim]
         params: list[Sequence[torch.Tensor] | None] = [None] * len(self.GBlocks)
         if fused:
-            flat = grouped_affine_mlps([m for block in self.GBlocks for m in block.affine_mlps()], cond)
-            params = [flat[8 * k:8 * k + 8] for k in range(len(self.GBlocks))]
+            params = grouped_block_modulations(self.GBlocks, cond)
         for block, p in zip(self.GBlocks, params):
             out = block(out, cond, p)  # doubles the resolution
         return self.to_rgb(out)  # [B, 3, S, S]

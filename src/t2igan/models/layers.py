@@ -18,6 +18,7 @@ Submodule names follow the official implementations, so official state dicts loa
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "UnusedConv1x1",
     "check_image_size",
     "grouped_affine_mlps",
+    "grouped_block_modulations",
     "num_doublings",
 ]
 
@@ -176,6 +178,18 @@ def grouped_affine_mlps(mlps: list[AffineMLP], x: torch.Tensor) -> list[torch.Te
             out[i] = y[j]
         start += k * h
     return out  # type: ignore[return-value]
+
+
+def grouped_block_modulations(blocks: Sequence[nn.Module], x: torch.Tensor) -> list[list[torch.Tensor]]:
+    """Per block, the outputs of its ``affine_mlps()`` for ``x``, all computed in one :func:`grouped_affine_mlps`
+    (what a generator's blocks take as ``params`` in fused inference)."""
+    per_block = [block.affine_mlps() for block in blocks]
+    flat = grouped_affine_mlps([m for mlps in per_block for m in mlps], x)
+    out, start = [], 0
+    for mlps in per_block:
+        out.append(flat[start:start + len(mlps)])
+        start += len(mlps)
+    return out
 
 
 class UnusedConv1x1(nn.Module):

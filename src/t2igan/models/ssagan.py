@@ -49,7 +49,7 @@ from t2igan.models.layers import (
     TargetAwareDiscriminatorConfig,
     check_image_size,
     check_positive,
-    grouped_affine_mlps,
+    grouped_block_modulations,
     in_format_of,
     num_doublings,
 )
@@ -231,7 +231,7 @@ class SSAGANGenerator(GeneratorBase):
 
     def forward(self, noise: torch.Tensor, sent_emb: torch.Tensor, *,
                 fused: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``fused``: evaluate every block's conditioning MLPs together first (:func:`grouped_affine_mlps`; the
+        """``fused``: evaluate every block's conditioning MLPs together first (:func:`grouped_block_modulations`; the
         same outputs to float rounding, faster with frozen weights, slower in eager mode)."""
         c = self.config
         if noise.dim() != 2 or noise.shape[1] != c.nz:
@@ -244,8 +244,7 @@ class SSAGANGenerator(GeneratorBase):
         masks: list[torch.Tensor] = []
         params: list[Sequence[torch.Tensor] | None] = [None] * len(self.block_names)
         if fused:
-            flat = grouped_affine_mlps([m for block in self.blocks for m in block.affine_mlps()], sent_emb)
-            params = [flat[4 * k:4 * k + 4] for k in range(len(self.block_names))]
+            params = grouped_block_modulations(self.blocks, sent_emb)
         for k, block in enumerate(self.blocks):
             if k > 0:
                 out = F.interpolate(out, scale_factor=2.0, mode="nearest")  # [B, C, 2H, 2W]
