@@ -609,6 +609,41 @@ def test_train_transform_crops_and_flips():
     assert firsts == {"red", "blue"}
 
 
+def _edge_marked(size):
+    # a frame whose outermost columns carry their own colours (a beak at the border), grey inside
+    arr = np.full((size, size, 3), 128, dtype=np.uint8)
+    arr[:, :2] = (255, 0, 0)
+    arr[:, -2:] = (0, 0, 255)
+    return Image.fromarray(arr)
+
+
+def test_train_transform_without_random_crop_keeps_the_whole_frame():
+    img = _edge_marked(64)
+    full = np.asarray(eval_transform(img, 64))
+    flips = set()
+    for seed in range(20):
+        out = np.asarray(train_transform(img, 64, np.random.default_rng(seed), random_crop=False))
+        flipped = bool(np.array_equal(out, full[:, ::-1]))
+        assert flipped or np.array_equal(out, full)  # nothing cut or shifted, only mirrored
+        flips.add(flipped)
+    assert flips == {True, False}
+    # the official transform loses the edge columns for most offsets
+    cut = sum(np.asarray(train_transform(img, 64, np.random.default_rng(seed)))[:, [0, -1], :].std() < 1
+              for seed in range(20))
+    assert cut > 0
+
+
+def test_dataset_random_crop_option(tiny_cub):
+    cfg = tiny_cub.config(random_crop=False)
+    ds = TextImageDataset.from_config(cfg, "train")
+    assert ds.random_crop is False and ds.with_mode(caption_mode="first", train=True).random_crop is False
+    eval_ds = TextImageDataset.from_config(cfg, "train", train=False)
+    for i in range(len(ds)):
+        a, b = ds[i]["image"], eval_ds[i]["image"]
+        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))  # training differs from evaluation by a flip only
+    assert TextImageDataset.from_config(tiny_cub.config(), "train").random_crop is True  # the default
+
+
 @pytest.fixture
 def tiny_cub_corpus(tiny_cub):
     return load_corpus(tiny_cub.config())

@@ -98,6 +98,7 @@ def test_cli_dry_run_prints_the_resolved_config(birds):
     assert cfg["data"]["root"] == str(birds)
     assert cfg["train"]["batch_size"] == 12
     assert cfg["image_encoder"]["backbone"] == "light"  # from the damsm-synthbirds preset
+    assert cfg["data"]["random_crop"] is False  # whole frames, so SynthBirds' beaks at the edge stay in view
 
 
 def test_cli_rejects_an_unknown_key(capsys):

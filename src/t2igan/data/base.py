@@ -61,6 +61,10 @@ class DataConfig(ConfigBase):
     test_fraction: float = 0.1  # folder datasets without train/test lists: share of images held out
     split_seed: int = 0  # folder datasets: seed of the deterministic split
     seed: int = 0  # seed of the per-item randomness (caption choice, crop, flip)
+    # training images: the official resize to size*76/64 and random crop (true), or resize to size only, so
+    # nothing at the frame's edge is cut off (false; SynthBirds, whose renderer already places birds at random
+    # and whose beaks often touch the edge); both flip at random
+    random_crop: bool = True
     num_workers: int = 0  # DataLoader worker processes
     # precomputed text embeddings per split (AttnGAN layout: SPLIT/NAME, [images, captions, dim]), e.g. StackGAN's
     # "char-CNN-RNN-embeddings.pickle"; items then carry the caption's embedding as "text_embedding"
@@ -201,13 +205,20 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
-def train_transform(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
-    """Official training transform: resize to size*76/64, random crop to size, random horizontal flip."""
-    img = _resize_shorter(img, train_load_size(size))
-    w, h = img.size
-    left = int(rng.integers(0, w - size + 1))
-    top = int(rng.integers(0, h - size + 1))
-    img = img.crop((left, top, left + size, top + size))
+def train_transform(img: Image.Image, size: int, rng: np.random.Generator, random_crop: bool = True) -> Image.Image:
+    """Official training transform: resize to size*76/64, random crop to size, random horizontal flip.
+
+    Without ``random_crop`` the image is only resized (shorter side to ``size``, centre crop, as
+    :func:`eval_transform`) before the flip: the whole frame is kept.
+    """
+    if random_crop:
+        img = _resize_shorter(img, train_load_size(size))
+        w, h = img.size
+        left = int(rng.integers(0, w - size + 1))
+        top = int(rng.integers(0, h - size + 1))
+        img = img.crop((left, top, left + size, top + size))
+    else:
+        img = eval_transform(img, size)
     if rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return img
@@ -229,7 +240,8 @@ class TextImageDataset(torch.utils.data.Dataset):
     ``caption_mode``: ``'random'`` (one random caption of each image per item, as in official training),
     ``'all'`` (one item per caption), or ``'first'`` (each image with its first caption).
     ``train`` selects the random crop/flip and the random word subset for long captions; otherwise images are
-    centre-cropped and long captions keep their first ``words_num`` words.
+    centre-cropped and long captions keep their first ``words_num`` words. ``random_crop=False`` keeps the whole
+    frame in training too (flip only); see :func:`train_transform`.
     """
 
     def __init__(
@@ -244,6 +256,7 @@ class TextImageDataset(torch.utils.data.Dataset):
         seed: int = 0,
         skip_bad_images: bool = False,
         load_images: bool = True,
+        random_crop: bool = True,
     ) -> None:
         if caption_mode not in ("random", "all", "first"):
             raise ValueError(f"caption_mode must be 'random', 'all' or 'first', got {caption_mode!r}")
@@ -256,6 +269,7 @@ class TextImageDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.load_images = load_images
+        self.random_crop = random_crop
         self.skipped: list[tuple[str, str]] = []  # (path, reason)
         records = corpus.records(split)
         if skip_bad_images and load_images:
@@ -284,7 +298,7 @@ class TextImageDataset(torch.utils.data.Dataset):
         corpus = corpus if corpus is not None else load_corpus(config)
         kwargs.setdefault("train", split == "train")
         return cls(corpus, split, image_size=config.image_size, words_num=config.words_num, seed=config.seed,
-                   skip_bad_images=config.skip_bad_images, **kwargs)
+                   skip_bad_images=config.skip_bad_images, random_crop=config.random_crop, **kwargs)
 
     @property
     def vocab(self) -> Vocabulary:
@@ -355,7 +369,7 @@ class TextImageDataset(torch.utils.data.Dataset):
             item["text_embedding"] = torch.from_numpy(rec.embeddings[cap_i % len(rec.embeddings)])
         if self.load_images:
             img = load_image(rec.path, rec.bbox)
-            img = (train_transform(img, self.image_size, rng) if self.train
+            img = (train_transform(img, self.image_size, rng, self.random_crop) if self.train
                    else eval_transform(img, self.image_size))
             item["image"] = to_tensor(img)
         return item
