@@ -22,21 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from t2igan.data.synthetic import ATTRIBUTE_VALUES, ATTRIBUTES, read_attributes
+
 BLIND = (("beak_color",), ("beak_length",), ("beak_color", "beak_length"),
          ("beak_color", "beak_length", "crown_color"))
 
 
-def read_attributes(data: Path) -> list[dict]:
-    path = data / "attributes.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found: render SynthBirds with `t2igan prepare synthetic --out {data}`")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def ceilings(rows: list[dict], trials: int, seed: int = 0) -> dict[str, float]:
+def ceilings(records: dict[str, dict], trials: int, seed: int = 0) -> dict[str, float]:
     """Expected R-precision of an ideal matcher (ties at random), optionally blind to some attributes."""
-    test = [r for r in rows if r["split"] == "test"]
+    test = [r for r in records.values() if r["split"] == "test"]
     caps = [(r["class_id"], i, {k: r["attributes"][k] for k in c["mentions"]})
             for i, r in enumerate(test) for c in r["captions"]]
     cls = np.array([c[0] for c in caps])
@@ -73,8 +67,7 @@ def _probe(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: tor
 
 
 @torch.no_grad()
-def _features(img_enc, data: Path, split: str, attrs: dict[str, dict], names: list[str],
-              values: dict[str, list[str]]):
+def _features(img_enc, data: Path, split: str, records: dict[str, dict]):
     from t2igan.data.base import DataConfig, TextImageDataset, load_corpus
     from t2igan.data.collate import make_loader
 
@@ -85,23 +78,21 @@ def _features(img_enc, data: Path, split: str, attrs: dict[str, dict], names: li
         reg, code = img_enc(batch["images"])
         codes.append(code.float())
         regions.append(reg.float().mean(dim=(2, 3)))
-    labels = torch.tensor([[values[n].index(attrs[r.key][n]) for n in names] for r in ds.records])
+    labels = torch.tensor([[ATTRIBUTE_VALUES[n].index(records[r.key]["attributes"][n]) for n in ATTRIBUTES]
+                           for r in ds.records])
     return torch.cat(codes), torch.cat(regions), labels
 
 
-def probes(encoders: Path, data: Path, rows: list[dict]) -> dict[str, dict[str, float]]:
+def probes(encoders: Path, data: Path, records: dict[str, dict]) -> dict[str, dict[str, float]]:
     from t2igan.models.damsm import ImageEncoder
 
     img_enc = ImageEncoder.from_pretrained(encoders / "image_encoder").eval()
-    attrs = {r["key"]: r["attributes"] for r in rows}
-    names = list(rows[0]["attributes"])
-    values = {n: sorted({a[n] for a in attrs.values()}) for n in names}
-    tr = _features(img_enc, data, "train", attrs, names, values)
-    te = _features(img_enc, data, "test", attrs, names, values)
+    tr = _features(img_enc, data, "train", records)
+    te = _features(img_enc, data, "test", records)
     out = {}
     for which, f in (("global code", 0), ("mean region feature", 1)):
-        out[which] = {n: round(_probe(tr[f], tr[2][:, i], te[f], te[2][:, i], len(values[n])), 3)
-                      for i, n in enumerate(names)}
+        out[which] = {n: round(_probe(tr[f], tr[2][:, i], te[f], te[2][:, i], len(ATTRIBUTE_VALUES[n])), 3)
+                      for i, n in enumerate(ATTRIBUTES)}
     return out
 
 
@@ -112,10 +103,13 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=5000, help="trials per R-precision ceiling")
     args = ap.parse_args()
     data = Path(args.data)
-    rows = read_attributes(data)
-    result: dict = {"ceilings": {k: round(v, 3) for k, v in ceilings(rows, args.trials).items()}}
+    try:
+        records = read_attributes(data)  # key -> record
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc} (render it with `t2igan prepare synthetic --out {data}`)") from None
+    result: dict = {"ceilings": {k: round(v, 3) for k, v in ceilings(records, args.trials).items()}}
     if args.encoders:
-        result["probes"] = probes(Path(args.encoders), data, rows)
+        result["probes"] = probes(Path(args.encoders), data, records)
     print(json.dumps(result, indent=2))
 
 
