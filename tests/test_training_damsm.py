@@ -98,6 +98,7 @@ def test_cli_dry_run_prints_the_resolved_config(birds):
     assert cfg["data"]["root"] == str(birds)
     assert cfg["train"]["batch_size"] == 12
     assert cfg["image_encoder"]["backbone"] == "light"  # from the damsm-synthbirds preset
+    assert cfg["image_encoder"]["light_pool"] == "max"
     assert cfg["data"]["random_crop"] is False  # whole frames, so SynthBirds' beaks at the edge stay in view
 
 
@@ -128,3 +129,77 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(birds, tmp_path, monkey
     assert summary["step"] == 2 and summary["skipped_steps"] == 3
     run = tmp_path / "00000-damsm-synthbirds"
     assert (run / "snapshots" / "latest").read_text().strip() == "step-00000002"
+
+
+def _states(enc_dir):
+    return {name: cls.from_pretrained(f"{enc_dir}/{name}").state_dict()
+            for name, cls in (("text_encoder", TextEncoder), ("image_encoder", ImageEncoder))}
+
+
+def test_init_from_with_frozen_text_encoder_refits_the_image_encoder_only(birds, tmp_path):
+    base = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path / "a")
+    # a config that asks for another architecture: init_from's own replaces it (else the weights would not load)
+    cfg = _config(birds, epochs=1, freeze_text=True).replace(init_from=base["encoders"])
+    cfg = cfg.replace(image_encoder=cfg.image_encoder.replace(light_width=4))
+    refit = pretrain_damsm(cfg, runs_root=tmp_path / "b")
+    before, after = _states(base["encoders"]), _states(refit["encoders"])
+    assert all(torch.equal(before["text_encoder"][k], v) for k, v in after["text_encoder"].items())
+    changed = [k for k, v in after["image_encoder"].items() if not torch.equal(before["image_encoder"][k], v)]
+    assert any(k.startswith("emb_cnn_code") for k in changed) and any(k.startswith("stem") for k in changed)
+    saved = json.loads((tmp_path / "b" / "00000-damsm-synthbirds" / "run_config.json").read_text())
+    assert saved["image_encoder"]["light_width"] == 8 and saved["init_from"] == base["encoders"]
+    assert Vocabulary.load(f"{refit['encoders']}/vocab.json") == Vocabulary.load(f"{base['encoders']}/vocab.json")
+
+
+def test_init_from_without_freezing_starts_from_the_weights(birds, tmp_path, monkeypatch):
+    import t2igan.training.damsm as damsm_mod
+
+    base = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path / "a")
+    seen = {}
+    real = damsm_mod._encode
+
+    def spy(text_enc, img_enc, *args):  # the weights the first step starts from, and the text encoder's mode
+        if not seen:
+            seen["text"] = {k: v.clone() for k, v in text_enc.state_dict().items()}
+            seen["training"] = text_enc.training
+        return real(text_enc, img_enc, *args)
+
+    monkeypatch.setattr(damsm_mod, "_encode", spy)
+    cont = pretrain_damsm(_config(birds, epochs=1).replace(init_from=base["encoders"]), runs_root=tmp_path / "b")
+    before = _states(base["encoders"])["text_encoder"]
+    assert all(torch.equal(before[k], v) for k, v in seen["text"].items()) and seen["training"]
+    after = _states(cont["encoders"])["text_encoder"]
+    assert any(not torch.equal(before[k], v) for k, v in after.items())  # and the text encoder trains on
+
+
+def test_frozen_text_encoder_runs_in_eval_mode(birds, tmp_path, monkeypatch):
+    import t2igan.training.damsm as damsm_mod
+
+    base = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path / "a")
+    modes = []
+    real = damsm_mod._encode
+
+    def spy(text_enc, img_enc, *args):
+        modes.append((text_enc.training, img_enc.training))
+        return real(text_enc, img_enc, *args)
+
+    monkeypatch.setattr(damsm_mod, "_encode", spy)
+    # two epochs: validation and the attention figure of epoch 1 must leave the text encoder in eval mode
+    pretrain_damsm(_config(birds, freeze_text=True).replace(init_from=base["encoders"]), runs_root=tmp_path / "b")
+    train_steps = [m for m in modes if m[1]]
+    assert len(train_steps) == 12 and all(not t for t, _ in train_steps)
+
+
+def test_freeze_text_needs_init_from_and_init_from_is_checked(birds, tmp_path):
+    with pytest.raises(ValueError, match="freeze_text.*init_from"):
+        pretrain_damsm(_config(birds, freeze_text=True), runs_root=tmp_path)
+    (tmp_path / "half" / "text_encoder").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="image_encoder"):
+        pretrain_damsm(_config(birds).replace(init_from=str(tmp_path / "half")), runs_root=tmp_path)
+    base = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path / "a")
+    other = Vocabulary(["<end>", "zebra"])
+    other.save(tmp_path / "other.json")
+    cfg = _config(birds).replace(init_from=base["encoders"])
+    with pytest.raises(ValueError, match="other.json"):
+        pretrain_damsm(cfg.replace(data=cfg.data.replace(vocab=str(tmp_path / "other.json"))), runs_root=tmp_path)
+    assert not list(tmp_path.glob("0*"))  # no run directory was made for a rejected config

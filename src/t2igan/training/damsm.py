@@ -28,6 +28,7 @@ from t2igan.evaluation.r_precision import r_precision
 from t2igan.losses.damsm import damsm_loss, word_region_attention
 from t2igan.models.base import load_state_dict_file, load_state_strict, save_state_dict_file
 from t2igan.models.damsm import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
+from t2igan.text.vocab import Vocabulary
 from t2igan.training.checkpoint import (
     ResumeError,
     SnapshotManager,
@@ -67,6 +68,9 @@ class DAMSMTrainConfig(ConfigBase):
     attention_examples: int = 4  # validation captions drawn in the word-attention figure
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast for the encoders where the device has native bf16, else fp32 (loss in fp32)
+    # train the image encoder only, against init_from's text encoder (fixed, in eval mode: no dropout), e.g. to
+    # refit the image encoder that a GAN's DAMSM loss uses without changing the text codes the GAN was trained on
+    freeze_text: bool = False
     seed: int = 0
     max_nonfinite: int = 5  # consecutive non-finite losses (steps skipped) before the run stops
     progress: bool = True
@@ -81,6 +85,10 @@ class DAMSMRunConfig(ConfigBase):
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     train: DAMSMTrainConfig = field(default_factory=DAMSMTrainConfig)
     trunk_weights: str | None = None  # ImageNet Inception-v3 weights (default: torchvision's cache, if present)
+    # start from these encoders: a directory with text_encoder/, image_encoder/ and vocab.json (RUN/encoders, the
+    # output of `t2igan convert damsm`, or a model directory). Their architecture and vocabulary replace the run's
+    # text_encoder / image_encoder sections and data.vocab.
+    init_from: str | None = None
 
 
 def _lr_at(cfg: DAMSMTrainConfig, epoch: int) -> float:
@@ -89,6 +97,36 @@ def _lr_at(cfg: DAMSMTrainConfig, epoch: int) -> float:
         if lr > cfg.lr_min:
             lr *= cfg.lr_decay
     return lr
+
+
+def _apply_init_from(config: DAMSMRunConfig) -> DAMSMRunConfig:
+    """The run config with ``init_from``'s encoder architectures and vocabulary (unchanged without it)."""
+    if not config.init_from:
+        if config.train.freeze_text:
+            raise ValueError("train.freeze_text=true needs init_from=DIR: a frozen text encoder must be a trained "
+                             "one (e.g. RUN/encoders of an earlier `t2igan pretrain-damsm` run, or a model dir)")
+        return config
+    d = Path(config.init_from)
+    for part in ("text_encoder/config.json", "image_encoder/config.json", "vocab.json"):
+        if not (d / part).is_file():
+            raise FileNotFoundError(f"init_from={d}: {d / part} not found (the directory must hold text_encoder/, "
+                                    "image_encoder/ and vocab.json, as RUN/encoders of `t2igan pretrain-damsm`)")
+    text_cfg = TextEncoder.from_pretrained(d / "text_encoder").config
+    img_cfg = ImageEncoder.from_pretrained(d / "image_encoder").config
+    vocab = Vocabulary.load(d / "vocab.json")
+    if text_cfg.vocab_size != len(vocab):
+        raise ValueError(f"init_from={d}: vocab.json has {len(vocab)} words but the text encoder embeds "
+                         f"{text_cfg.vocab_size}")
+    if config.data.vocab and Vocabulary.load(config.data.vocab) != vocab:
+        raise ValueError(f"data.vocab={config.data.vocab} is not the vocabulary of init_from={d} ({d / 'vocab.json'})"
+                         "; leave data.vocab unset to encode the captions with the encoders' own")
+    for name, ours, theirs in (("text_encoder", config.text_encoder, text_cfg),
+                               ("image_encoder", config.image_encoder, img_cfg)):
+        mine = {k: v for k, v in to_dict(ours).items() if k != "vocab_size"}
+        if mine != {k: v for k, v in to_dict(theirs).items() if k != "vocab_size"}:
+            log.info("init_from: %s takes the architecture of %s (%s)", name, d / name, to_dict(theirs))
+    return config.replace(text_encoder=text_cfg, image_encoder=img_cfg,
+                          data=config.data.replace(vocab=str(d / "vocab.json")))
 
 
 def _encode(text_enc: TextEncoder, img_enc: ImageEncoder, batch: dict[str, Any], amp: bool,
@@ -153,6 +191,7 @@ def _attention_figure(text_enc, img_enc, batch, vocab, gamma1: float, device, n:
 
     from t2igan.utils.image import tensor_to_pil
 
+    was = (text_enc.training, img_enc.training)
     text_enc.eval()
     img_enc.eval()
     with torch.no_grad():
@@ -160,8 +199,8 @@ def _attention_figure(text_enc, img_enc, batch, vocab, gamma1: float, device, n:
         words, _ = text_enc(b["captions"], b["lengths"])
         regions, _ = img_enc(b["images"])
         _, attn = word_region_attention(words.float(), regions.float(), b["lengths"], gamma1)
-    text_enc.train()
-    img_enc.train()
+    text_enc.train(was[0])
+    img_enc.train(was[1])
     imgs = tensor_to_pil(b["images"].cpu())
     size = 96
     cols = 1 + int(b["lengths"].max())
@@ -195,6 +234,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     ``resume`` continues a run directory from its latest snapshot (optimizer, epoch, step, RNG included).
     ``max_steps`` stops after that many optimizer steps in this call (for tests and smoke runs).
     """
+    config = _apply_init_from(config)
     device = resolve_device(config.train.device)
     cfg = config.train.replace(amp=resolve_amp(config.train.amp, device, "train.amp") == "bf16")
     torch.manual_seed(cfg.seed)
@@ -217,6 +257,14 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
             img_enc = ImageEncoder(config.image_encoder.replace(freeze_trunk=False))
             log.warning("%s (%s)", trunk_note, exc)
     img_enc = img_enc.to(device)
+    if config.init_from and resume is None:
+        d = Path(config.init_from)
+        load_state_strict(text_enc, TextEncoder.from_pretrained(d / "text_encoder").state_dict(), source=str(d))
+        load_state_strict(img_enc, ImageEncoder.from_pretrained(d / "image_encoder").state_dict(), source=str(d))
+        trunk_note = f"encoders from {d}"
+    if cfg.freeze_text:
+        text_enc.requires_grad_(False)
+        trunk_note += "; text encoder frozen (eval mode), the image encoder trains alone"
     log.info("%s", trunk_note)
     params = [p for p in text_enc.parameters() if p.requires_grad] + \
              [p for p in img_enc.parameters() if p.requires_grad]
@@ -279,7 +327,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
             loader = make_loader(train_ds, cfg.batch_size, shuffle=False, drop_last=True, sampler=sampler,
                                  num_workers=config.data.num_workers,
                                  generator=torch.Generator().manual_seed(cfg.seed + epoch))
-            text_enc.train()
+            text_enc.train(not cfg.freeze_text)
             img_enc.train()
             bar = Progress(steps_per_epoch, f"DAMSM epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress,
                            initial=start_batch)
@@ -304,7 +352,8 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
                     continue
                 nonfinite = 0
                 out.total.backward()
-                torch.nn.utils.clip_grad_norm_(text_enc.parameters(), cfg.rnn_grad_clip)
+                if not cfg.freeze_text:
+                    torch.nn.utils.clip_grad_norm_(text_enc.parameters(), cfg.rnn_grad_clip)
                 opt.step()
                 step += 1
                 steps_this_call += 1
@@ -354,6 +403,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
 
 @torch.no_grad()
 def _validate(text_enc, img_enc, test_ds: TextImageDataset, cfg: DAMSMTrainConfig, device, fixed):
+    was = (text_enc.training, img_enc.training)
     text_enc.eval()
     img_enc.eval()
     loader = make_loader(test_ds, cfg.batch_size, shuffle=False, drop_last=len(test_ds) >= cfg.batch_size)
@@ -373,7 +423,7 @@ def _validate(text_enc, img_enc, test_ds: TextImageDataset, cfg: DAMSMTrainConfi
         n += 1
     enc = encode_split(text_enc, img_enc, test_ds, cfg.batch_size, device, cfg.amp)
     rp = real_r_precision(enc, trials=cfg.rp_trials, candidates=cfg.rp_candidates)
-    text_enc.train()
-    img_enc.train()
+    text_enc.train(was[0])
+    img_enc.train(was[1])
     return {"val/w_loss": w_sum / max(n, 1), "val/s_loss": s_sum / max(n, 1), "val/r_precision": rp.mean,
             "val/r_precision_std": rp.std}, fixed
