@@ -203,3 +203,39 @@ def test_freeze_text_needs_init_from_and_init_from_is_checked(birds, tmp_path):
     with pytest.raises(ValueError, match="other.json"):
         pretrain_damsm(cfg.replace(data=cfg.data.replace(vocab=str(tmp_path / "other.json"))), runs_root=tmp_path)
     assert not list(tmp_path.glob("0*"))  # no run directory was made for a rejected config
+
+
+def test_val_every_validates_every_kth_epoch_and_the_last(birds, tmp_path):
+    pretrain_damsm(_config(birds, epochs=3, val_every=2), runs_root=tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "00000-damsm-synthbirds" / "log.jsonl").read_text().splitlines()]
+    epochs = [x for x in lines if "train/images_per_s" in x]
+    assert [x["epoch"] for x in epochs] == [1, 2, 3]
+    assert [("val/r_precision" in x) for x in epochs] == [False, True, True]
+    assert sorted(p.name for p in (tmp_path / "00000-damsm-synthbirds" / "attention").iterdir()) == [
+        "epoch_0002.png", "epoch_0003.png"]
+    with pytest.raises(ValueError, match="val_every"):
+        pretrain_damsm(_config(birds, val_every=0), runs_root=tmp_path / "bad")
+
+
+def test_channels_last_gives_the_same_loss_and_exports_plain_weights(birds, tmp_path, monkeypatch):
+    import t2igan.training.damsm as damsm_mod
+
+    real = damsm_mod.damsm_loss
+    first: list[float] = []
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if len(first) < 2 and args[0].requires_grad:  # the first training step of each run
+            first.append(float(out.total.detach()))
+        return out
+
+    monkeypatch.setattr(damsm_mod, "damsm_loss", spy)
+    runs = {}
+    for cl in (False, True):
+        first_before = len(first)
+        runs[cl] = pretrain_damsm(_config(birds, channels_last=cl, amp=False), runs_root=tmp_path / str(cl),
+                                  max_steps=1)
+        assert len(first) == first_before + 1
+    assert first[0] == pytest.approx(first[1], rel=1e-5)
+    ie = ImageEncoder.from_pretrained(f"{runs[True]['encoders']}/image_encoder").eval()
+    assert all(v.is_contiguous() for v in ie.state_dict().values())

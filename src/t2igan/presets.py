@@ -39,7 +39,7 @@ _add("damsm-synthbirds", "damsm", "DAMSM on SynthBirds 64 px with the light CNN 
              "random_crop": False},
     # max pooling: the beak (a few pixels) is not averaged away in the global code (faster per epoch, see README)
     "image_encoder": {"backbone": "light", "input_size": 64, "light_width": 32, "light_pool": "max"},
-    "train": {"epochs": 40, "batch_size": 48, "rp_trials": 3000, "amp": True},
+    "train": {"epochs": 40, "batch_size": 48, "rp_trials": 3000, "amp": True, "channels_last": True},
 })
 _add("damsm-cub", "damsm", "DAMSM on CUB-200-2011 as AttnGAN pretrained it (Inception-v3, 299 px, 600 epochs)", {
     "name": "damsm-cub",

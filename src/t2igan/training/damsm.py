@@ -63,6 +63,7 @@ class DAMSMTrainConfig(ConfigBase):
     max_minutes: float | None = None  # stop (with a snapshot and the export) after this wall-clock budget
     snapshot_every: int = 1  # epochs between snapshots
     keep_snapshots: int = 2
+    val_every: int = 1  # epochs between validations (the last epoch, and a stop, always validate)
     rp_trials: int = 3000  # R-precision trials per validation (the paper protocol uses 30000)
     rp_candidates: int = 100
     attention_examples: int = 4  # validation captions drawn in the word-attention figure
@@ -71,6 +72,7 @@ class DAMSMTrainConfig(ConfigBase):
     # train the image encoder only, against init_from's text encoder (fixed, in eval mode: no dropout), e.g. to
     # refit the image encoder that a GAN's DAMSM loss uses without changing the text codes the GAN was trained on
     freeze_text: bool = False
+    channels_last: bool = False  # channels_last memory format for the image encoder and its input images
     seed: int = 0
     max_nonfinite: int = 5  # consecutive non-finite losses (steps skipped) before the run stops
     progress: bool = True
@@ -237,6 +239,8 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     config = _apply_init_from(config)
     device = resolve_device(config.train.device)
     cfg = config.train.replace(amp=resolve_amp(config.train.amp, device, "train.amp") == "bf16")
+    if cfg.val_every < 1:
+        raise ValueError(f"train.val_every must be at least 1 (epochs between validations), got {cfg.val_every}")
     torch.manual_seed(cfg.seed)
     corpus = load_corpus(config.data)
     vocab = corpus.vocab
@@ -257,6 +261,8 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
             img_enc = ImageEncoder(config.image_encoder.replace(freeze_trunk=False))
             log.warning("%s (%s)", trunk_note, exc)
     img_enc = img_enc.to(device)
+    if cfg.channels_last:
+        img_enc = img_enc.to(memory_format=torch.channels_last)
     if config.init_from and resume is None:
         d = Path(config.init_from)
         load_state_strict(text_enc, TextEncoder.from_pretrained(d / "text_encoder").state_dict(), source=str(d))
@@ -336,7 +342,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
             n_batches = first = start_batch
             start_batch = 0
             for batch in loader:
-                batch = batch_to(batch, device)
+                batch = batch_to(batch, device, cfg.channels_last)
                 words, sent, regions, code = _encode(text_enc, img_enc, batch, cfg.amp, device)
                 out = damsm_loss(regions, words, code, sent, batch["lengths"], batch["class_ids"],
                                  gamma1=cfg.gamma1, gamma2=cfg.gamma2, gamma3=cfg.gamma3)
@@ -380,7 +386,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
             metrics = {"train/w_loss": sums["w_loss"] / max(done, 1),
                        "train/s_loss": sums["s_loss"] / max(done, 1),
                        "train/images_per_s": done * cfg.batch_size / max(dt, 1e-9)}
-            if epoch_done or stopped:
+            if stopped or (epoch_done and (epoch % cfg.val_every == 0 or epoch == cfg.epochs)):
                 rng = capture_rng_state()
                 val, fixed_val = _validate(text_enc, img_enc, test_ds, cfg, device, fixed_val)
                 metrics.update(val)
@@ -392,6 +398,8 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
                     logger.image("val/attention", fig, step)
                 restore_rng_state(rng)
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            elif epoch_done:
+                logger.scalars(step, metrics, epoch=epoch)
     export = export_encoders(text_enc, img_enc, vocab, run_dir / "encoders")
     logger.close()
     summary = {"run_dir": str(run_dir), "encoders": str(export), "epoch": epoch, "step": step,
