@@ -10,6 +10,7 @@ against their captions) and a figure of word-attention maps over a few validatio
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -43,7 +44,8 @@ from t2igan.training.logs import Progress, RunLogger
 from t2igan.utils.device import resolve_amp, resolve_device
 from t2igan.utils.io import read_json, write_json_atomic
 
-__all__ = ["DAMSMTrainConfig", "DAMSMRunConfig", "pretrain_damsm", "export_encoders", "encode_split"]
+__all__ = ["DAMSMTrainConfig", "DAMSMRunConfig", "DAMSMEncoders", "EncodersError", "load_encoders", "pretrain_damsm",
+           "export_encoders", "encode_split"]
 
 log = logging.getLogger("t2igan.training")
 
@@ -101,34 +103,76 @@ def _lr_at(cfg: DAMSMTrainConfig, epoch: int) -> float:
     return lr
 
 
-def _apply_init_from(config: DAMSMRunConfig) -> DAMSMRunConfig:
-    """The run config with ``init_from``'s encoder architectures and vocabulary (unchanged without it)."""
+class EncodersError(ValueError):
+    """An encoders directory whose parts do not belong together (see :func:`load_encoders`)."""
+
+
+@dataclass
+class DAMSMEncoders:
+    """A pretrained DAMSM as a directory holds it: both encoders and the vocabulary they embed."""
+
+    text_encoder: TextEncoder
+    image_encoder: ImageEncoder
+    vocab: Vocabulary
+    vocab_path: Path
+
+
+def load_encoders(path: str | Path, option: str = "damsm") -> DAMSMEncoders:
+    """Load ``text_encoder/``, ``image_encoder/`` and ``vocab.json`` from ``path`` (``RUN/encoders``, the output of
+    ``t2igan convert damsm`` or a model directory) and check that they belong together. ``option`` names the
+    setting that gave the path in the messages. A missing part is a FileNotFoundError, parts that do not belong
+    together an :class:`EncodersError`; a corrupt file raises its loader's error.
+    """
+    d = Path(path)
+    for part in ("text_encoder", "image_encoder", "vocab.json"):
+        if not (d / part).exists():
+            raise FileNotFoundError(f"{d / part} not found: {option}={d} must hold text_encoder/, image_encoder/ "
+                                    "and vocab.json (`t2igan pretrain-damsm` writes them to RUN/encoders)")
+    te = TextEncoder.from_pretrained(d / "text_encoder")
+    ie = ImageEncoder.from_pretrained(d / "image_encoder")
+    vocab = Vocabulary.load(d / "vocab.json")
+    if te.config.vocab_size != len(vocab):
+        raise EncodersError(f"{d / 'vocab.json'} has {len(vocab)} words but the text encoder embeds "
+                            f"{te.config.vocab_size}")
+    if ie.config.embed_dim != te.embed_dim:
+        raise EncodersError(f"{d}: image encoder embeds in {ie.config.embed_dim} dims, text encoder in {te.embed_dim}")
+    return DAMSMEncoders(te, ie, vocab, d / "vocab.json")
+
+
+def _apply_init_from(config: DAMSMRunConfig) -> tuple[DAMSMRunConfig, DAMSMEncoders | None]:
+    """The run config with ``init_from``'s encoder architectures and vocabulary, and those encoders (the config
+    unchanged and None without ``init_from``)."""
     if not config.init_from:
         if config.train.freeze_text:
             raise ValueError("train.freeze_text=true needs init_from=DIR: a frozen text encoder must be a trained "
                              "one (e.g. RUN/encoders of an earlier `t2igan pretrain-damsm` run, or a model dir)")
-        return config
-    d = Path(config.init_from)
-    for part in ("text_encoder/config.json", "image_encoder/config.json", "vocab.json"):
-        if not (d / part).is_file():
-            raise FileNotFoundError(f"init_from={d}: {d / part} not found (the directory must hold text_encoder/, "
-                                    "image_encoder/ and vocab.json, as RUN/encoders of `t2igan pretrain-damsm`)")
-    text_cfg = TextEncoder.from_pretrained(d / "text_encoder").config
-    img_cfg = ImageEncoder.from_pretrained(d / "image_encoder").config
-    vocab = Vocabulary.load(d / "vocab.json")
-    if text_cfg.vocab_size != len(vocab):
-        raise ValueError(f"init_from={d}: vocab.json has {len(vocab)} words but the text encoder embeds "
-                         f"{text_cfg.vocab_size}")
-    if config.data.vocab and Vocabulary.load(config.data.vocab) != vocab:
-        raise ValueError(f"data.vocab={config.data.vocab} is not the vocabulary of init_from={d} ({d / 'vocab.json'})"
-                         "; leave data.vocab unset to encode the captions with the encoders' own")
+        return config, None
+    init = load_encoders(config.init_from, option="init_from")
+    if config.data.vocab and Vocabulary.load(config.data.vocab) != init.vocab:
+        raise ValueError(f"data.vocab={config.data.vocab} is not the vocabulary of init_from={config.init_from} "
+                         f"({init.vocab_path}); leave data.vocab unset to encode the captions with the encoders' own")
+    text_cfg, img_cfg = init.text_encoder.config, init.image_encoder.config
     for name, ours, theirs in (("text_encoder", config.text_encoder, text_cfg),
                                ("image_encoder", config.image_encoder, img_cfg)):
         mine = {k: v for k, v in to_dict(ours).items() if k != "vocab_size"}
         if mine != {k: v for k, v in to_dict(theirs).items() if k != "vocab_size"}:
-            log.info("init_from: %s takes the architecture of %s (%s)", name, d / name, to_dict(theirs))
+            log.info("init_from: %s takes the architecture of %s (%s)", name, Path(config.init_from) / name,
+                     to_dict(theirs))
     return config.replace(text_encoder=text_cfg, image_encoder=img_cfg,
-                          data=config.data.replace(vocab=str(d / "vocab.json")))
+                          data=config.data.replace(vocab=str(init.vocab_path))), init
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: torch.nn.Module):
+    """Switch ``modules`` to eval mode for the block, then back to the mode each had (a frozen one stays in eval)."""
+    was = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, was):
+            m.train(mode)
 
 
 def _encode(text_enc: TextEncoder, img_enc: ImageEncoder, batch: dict[str, Any], amp: bool,
@@ -147,22 +191,17 @@ def encode_split(text_enc: TextEncoder, img_enc: ImageEncoder, dataset: TextImag
     Returns ``img_codes`` [N, D], ``image_class`` [N], ``sent_codes`` [M, D], ``caption_image`` [M] (the image
     each caption belongs to) and ``caption_class`` [M].
     """
-    was = (text_enc.training, img_enc.training)
-    text_enc.eval()
-    img_enc.eval()
     img_ds = dataset.with_mode(caption_mode="first")
-    codes = []
-    for b in make_loader(img_ds, batch_size, shuffle=False, drop_last=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            codes.append(img_enc(b["images"].to(device))[1].float().cpu())
     cap_ds = dataset.with_mode(caption_mode="all", load_images=False)
-    sents, owners = [], []
-    for b in make_loader(cap_ds, 512, shuffle=False, drop_last=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            sents.append(text_enc(b["captions"].to(device), b["lengths"].to(device))[1].float().cpu())
-        owners.append(b["indices"])
-    text_enc.train(was[0])
-    img_enc.train(was[1])
+    codes, sents, owners = [], [], []
+    with _eval_mode(text_enc, img_enc):
+        for b in make_loader(img_ds, batch_size, shuffle=False, drop_last=False):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                codes.append(img_enc(b["images"].to(device))[1].float().cpu())
+        for b in make_loader(cap_ds, 512, shuffle=False, drop_last=False):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                sents.append(text_enc(b["captions"].to(device), b["lengths"].to(device))[1].float().cpu())
+            owners.append(b["indices"])
     image_class = torch.as_tensor([r.class_id for r in dataset.records])
     caption_image = torch.cat(owners)
     return {"img_codes": torch.cat(codes), "image_class": image_class, "sent_codes": torch.cat(sents),
@@ -193,16 +232,11 @@ def _attention_figure(text_enc, img_enc, batch, vocab, gamma1: float, device, n:
 
     from t2igan.utils.image import tensor_to_pil
 
-    was = (text_enc.training, img_enc.training)
-    text_enc.eval()
-    img_enc.eval()
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(text_enc, img_enc):
         b = batch_to({k: (v[:n] if torch.is_tensor(v) else v[:n]) for k, v in batch.items()}, device)
         words, _ = text_enc(b["captions"], b["lengths"])
         regions, _ = img_enc(b["images"])
         _, attn = word_region_attention(words.float(), regions.float(), b["lengths"], gamma1)
-    text_enc.train(was[0])
-    img_enc.train(was[1])
     imgs = tensor_to_pil(b["images"].cpu())
     size = 96
     cols = 1 + int(b["lengths"].max())
@@ -236,7 +270,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     ``resume`` continues a run directory from its latest snapshot (optimizer, epoch, step, RNG included).
     ``max_steps`` stops after that many optimizer steps in this call (for tests and smoke runs).
     """
-    config = _apply_init_from(config)
+    config, init = _apply_init_from(config)
     device = resolve_device(config.train.device)
     cfg = config.train.replace(amp=resolve_amp(config.train.amp, device, "train.amp") == "bf16")
     if cfg.val_every < 1:
@@ -263,11 +297,10 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
     img_enc = img_enc.to(device)
     if cfg.channels_last:
         img_enc = img_enc.to(memory_format=torch.channels_last)
-    if config.init_from and resume is None:
-        d = Path(config.init_from)
-        load_state_strict(text_enc, TextEncoder.from_pretrained(d / "text_encoder").state_dict(), source=str(d))
-        load_state_strict(img_enc, ImageEncoder.from_pretrained(d / "image_encoder").state_dict(), source=str(d))
-        trunk_note = f"encoders from {d}"
+    if init is not None and resume is None:
+        load_state_strict(text_enc, init.text_encoder.state_dict(), source=config.init_from)
+        load_state_strict(img_enc, init.image_encoder.state_dict(), source=config.init_from)
+        trunk_note = f"encoders from {config.init_from}"
     if cfg.freeze_text:
         text_enc.requires_grad_(False)
         trunk_note += "; text encoder frozen (eval mode), the image encoder trains alone"
@@ -411,27 +444,23 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
 
 @torch.no_grad()
 def _validate(text_enc, img_enc, test_ds: TextImageDataset, cfg: DAMSMTrainConfig, device, fixed):
-    was = (text_enc.training, img_enc.training)
-    text_enc.eval()
-    img_enc.eval()
     loader = make_loader(test_ds, cfg.batch_size, shuffle=False, drop_last=len(test_ds) >= cfg.batch_size)
     w_sum = s_sum = 0.0
     n = 0
-    for batch in loader:
-        if fixed is None:
-            fixed = batch
-        b = batch_to(batch, device)
-        words, sent, regions, code = _encode(text_enc, img_enc, b, cfg.amp, device)
-        if words.shape[0] < 2:
-            continue
-        out = damsm_loss(regions, words, code, sent, b["lengths"], b["class_ids"], gamma1=cfg.gamma1,
-                         gamma2=cfg.gamma2, gamma3=cfg.gamma3)
-        w_sum += float(out.w_loss0 + out.w_loss1)
-        s_sum += float(out.s_loss0 + out.s_loss1)
-        n += 1
+    with _eval_mode(text_enc, img_enc):
+        for batch in loader:
+            if fixed is None:
+                fixed = batch
+            b = batch_to(batch, device)
+            words, sent, regions, code = _encode(text_enc, img_enc, b, cfg.amp, device)
+            if words.shape[0] < 2:
+                continue
+            out = damsm_loss(regions, words, code, sent, b["lengths"], b["class_ids"], gamma1=cfg.gamma1,
+                             gamma2=cfg.gamma2, gamma3=cfg.gamma3)
+            w_sum += float(out.w_loss0 + out.w_loss1)
+            s_sum += float(out.s_loss0 + out.s_loss1)
+            n += 1
     enc = encode_split(text_enc, img_enc, test_ds, cfg.batch_size, device, cfg.amp)
     rp = real_r_precision(enc, trials=cfg.rp_trials, candidates=cfg.rp_candidates)
-    text_enc.train(was[0])
-    img_enc.train(was[1])
     return {"val/w_loss": w_sum / max(n, 1), "val/s_loss": s_sum / max(n, 1), "val/r_precision": rp.mean,
             "val/r_precision_std": rp.std}, fixed

@@ -48,10 +48,8 @@ from t2igan.models.base import (
     load_state_strict,
     save_state_dict_file,
 )
-from t2igan.models.damsm import ImageEncoder, TextEncoder
 from t2igan.models.registry import FAMILIES, read_model_dir, write_model_dir
 from t2igan.objectives.base import OBJECTIVES, Networks, Objective, StepContext
-from t2igan.text.vocab import Vocabulary
 from t2igan.training.checkpoint import (
     ResumeError,
     SnapshotManager,
@@ -62,6 +60,7 @@ from t2igan.training.checkpoint import (
     restore_rng_state,
     save_trainer_state,
 )
+from t2igan.training.damsm import DAMSMEncoders, EncodersError, load_encoders
 from t2igan.training.logs import Progress, RunLogger
 from t2igan.training.sync_bn import convert_sync_batchnorm, revert_batchnorm
 from t2igan.utils import dist as tdist
@@ -158,33 +157,15 @@ class GANRunConfig(ConfigBase):
         return g, d, o
 
 
-@dataclass
-class _Damsm:
-    text_encoder: TextEncoder
-    image_encoder: ImageEncoder
-    vocab: Vocabulary
-    vocab_path: Path
-
-
-def _load_damsm(path: str | None) -> _Damsm:
+def _load_damsm(path: str | None) -> DAMSMEncoders:
     if not path:
         raise TrainError("training needs a pretrained DAMSM: set damsm=DIR (a directory with text_encoder/, "
                          "image_encoder/ and vocab.json, written by `t2igan pretrain-damsm` as RUN/encoders or "
                          "by `t2igan convert damsm`)")
-    d = Path(path)
-    for part in ("text_encoder", "image_encoder", "vocab.json"):
-        if not (d / part).exists():
-            raise TrainError(f"{d / part} not found: damsm={d} must hold text_encoder/, image_encoder/ and "
-                             "vocab.json (`t2igan pretrain-damsm` writes them to RUN/encoders)")
-    te = TextEncoder.from_pretrained(d / "text_encoder")
-    ie = ImageEncoder.from_pretrained(d / "image_encoder")
-    vocab = Vocabulary.load(d / "vocab.json")
-    if te.config.vocab_size != len(vocab):
-        raise TrainError(f"{d / 'vocab.json'} has {len(vocab)} words but the text encoder embeds "
-                         f"{te.config.vocab_size}")
-    if ie.config.embed_dim != te.embed_dim:
-        raise TrainError(f"{d}: image encoder embeds in {ie.config.embed_dim} dims, text encoder in {te.embed_dim}")
-    return _Damsm(te, ie, vocab, d / "vocab.json")
+    try:
+        return load_encoders(path, option="damsm")
+    except (FileNotFoundError, EncodersError) as exc:  # the directory's own checks (a corrupt file raises as is)
+        raise TrainError(str(exc)) from exc
 
 
 def find_damsm(runs_root: str | Path, data: DataConfig) -> Path:
@@ -210,7 +191,7 @@ def find_damsm(runs_root: str | Path, data: DataConfig) -> Path:
     return found[-1]
 
 
-def build_networks(config: GANRunConfig, damsm: _Damsm) -> tuple[ModelBase, ModelBase, Objective]:
+def build_networks(config: GANRunConfig, damsm: DAMSMEncoders) -> tuple[ModelBase, ModelBase, Objective]:
     """The family's generator, discriminator (seeded with ``train.seed``) and objective."""
     g_cls, d_cls = FAMILIES.get(config.family).classes(config.data.image_size)
     # precomputed embeddings (data.text_embeddings): the generator's own text_dim, checked against the data
@@ -220,7 +201,7 @@ def build_networks(config: GANRunConfig, damsm: _Damsm) -> tuple[ModelBase, Mode
     return g_cls(g_cfg), d_cls(d_cfg), OBJECTIVES.get(config.family)(o_cfg)
 
 
-def _init_generator(G: ModelBase, source: str | None, damsm: _Damsm) -> None:
+def _init_generator(G: ModelBase, source: str | None, damsm: DAMSMEncoders) -> None:
     """Start ``G`` from the generator of a model directory (or of ``RUN/model``): the whole generator when the
     classes agree, or the part the class takes (StackGAN stage II: the stage-I generator). Without a source, a
     generator that needs one (``needs_init_from``) is an error naming the option."""
