@@ -727,6 +727,20 @@ def test_from_config(tiny_cub):
     assert len(train.vocab) == 45
 
 
+def test_long_caption_note_counts_captions_past_words_num(tiny_cub):
+    train = TextImageDataset.from_config(tiny_cub.config(image_size=16, words_num=4), "train")
+    lengths = [len(c) for r in train.records for c in r.captions if c]
+    over, total, longest = train.long_captions()
+    assert (over, total, longest) == (sum(n > 4 for n in lengths), len(lengths), max(lengths))
+    assert 0 < over < total  # the fixture has captions on both sides of 4 words
+    note = train.long_caption_note()
+    assert f"{over} of {total} train captions" in note and "random subset" in note and "words_num=4" in note
+    test = TextImageDataset.from_config(tiny_cub.config(image_size=16, words_num=4), "test", corpus=train.corpus)
+    assert "cut to their first" in test.long_caption_note()
+    whole = TextImageDataset.from_config(tiny_cub.config(image_size=16, words_num=longest), "train")
+    assert whole.long_captions()[0] == 0 and whole.long_caption_note() is None
+
+
 # -- collate -----------------------------------------------------------------------------------------------------
 
 

@@ -146,6 +146,29 @@ def test_gradients_match_loop_reference(b):
         assert torch.allclose(x, y, rtol=0, atol=1e-10), (name, (x - y).abs().max().item())
 
 
+def test_short_and_long_captions_grouped_match_loop_reference():
+    """Texts of very different lengths are scored in two groups, each padded to its own longest: same values and
+    gradients as the loop reference, in any batch order."""
+    from t2igan.losses.damsm import _length_groups
+
+    region, words, img, sent, _, class_ids = random_inputs(21, 8, 3, t=12)
+    lengths = torch.tensor([12, 2, 3, 2, 11, 3, 2, 3])
+    groups = _length_groups(lengths)
+    assert len(groups) == 2 and groups[0][1] == 3 and groups[1][1] == 12  # the split really happens
+    assert sorted(torch.cat([g[0] for g in groups]).tolist()) == list(range(8))
+    assert _length_groups(torch.tensor([12, 11, 12, 10]))[0][0] is None  # nothing to save: one group
+    inputs = [x.requires_grad_() for x in (region, words, img, sent)]
+    out = damsm_loss(region, words, img, sent, lengths, class_ids)
+    ref = ref_damsm(region, words, img, sent, lengths, class_ids)
+    assert torch.allclose(out.word_scores, ref_word_scores(region, words, lengths, 4.0, 5.0), rtol=0, atol=1e-10)
+    for x, y in zip(outputs(out)[:4], ref):
+        assert torch.allclose(x, y, rtol=0, atol=1e-10)
+    got = torch.autograd.grad(out.w_loss0 + 2 * out.w_loss1, inputs[:2])
+    want = torch.autograd.grad(ref[0] + 2 * ref[1], inputs[:2])
+    for x, y in zip(got, want):
+        assert y.abs().max() > 1e-6 and torch.allclose(x, y, rtol=0, atol=1e-10)
+
+
 def test_float32_matches_float64_reference():
     region, words, img, sent, lengths, class_ids = random_inputs(7, 8, 5)
     ref = ref_damsm(region, words, img, sent, lengths, class_ids)

@@ -283,6 +283,20 @@ class TextImageDataset(torch.utils.data.Dataset):
             return [(i, c) for i, r in enumerate(self.records) for c, cap in enumerate(r.captions) if cap]
         return [(i, -1) for i in range(len(self.records))]
 
+    def long_captions(self) -> tuple[int, int, int]:
+        """(captions longer than ``words_num``, all non-empty captions, the longest caption's length) in words."""
+        lengths = [len(cap) for r in self.records for cap in r.captions if cap]
+        return sum(n > self.words_num for n in lengths), len(lengths), max(lengths, default=0)
+
+    def long_caption_note(self) -> str | None:
+        """What happens to this split's captions longer than ``words_num``, or None when there are none."""
+        over, total, longest = self.long_captions()
+        if not over:
+            return None
+        fate = "keep a random subset of" if self.train else "are cut to their first"
+        return (f"{over} of {total} {self.split} captions ({100 * over / total:.1f}%, the longest {longest} words) "
+                f"{fate} data.words_num={self.words_num} words; raise data.words_num to keep them whole")
+
     def with_mode(self, *, caption_mode: Literal["random", "all", "first"], train: bool = False,
                   load_images: bool = True) -> TextImageDataset:
         """The same records (bad images already skipped) served another way."""

@@ -203,9 +203,41 @@ def word_similarity(
         ``S_w[j, i] = log(sum_{t < lengths[i]} exp(gamma2 * cos(word_t, context_t)))``.
     """
     words, regions, valid = _prepare_words_regions(words_emb, region_features, lengths)
-    relevance = _all_pairs_relevance(words, regions, valid, gamma1)  # R(c_t, e_t), [B_i, B_j, T]
-    relevance = (gamma2 * relevance).masked_fill(~valid[:, None, :], float("-inf"))  # [B_i, B_j, T]
-    return torch.logsumexp(relevance, dim=-1).transpose(0, 1)  # Eq. 10, [B_j, B_i]
+    columns, order = [], []
+    for idx, t in _length_groups(lengths):  # texts of similar length, each group padded only to its own longest
+        if idx is None:
+            w, v = words, valid
+        else:
+            idx = idx.to(words.device)
+            w, v = words[idx, :, :t], valid[idx, :t]
+        relevance = _all_pairs_relevance(w, regions, v, gamma1)  # R(c_t, e_t), [B_g, B_j, t]
+        relevance = (gamma2 * relevance).masked_fill(~v[:, None, :], float("-inf"))  # [B_g, B_j, t]
+        columns.append(torch.logsumexp(relevance, dim=-1))  # Eq. 10, [B_g, B_j]
+        if idx is not None:
+            order.append(idx)
+    if not order:
+        return columns[0].transpose(0, 1)  # [B_j, B_i]
+    restore = torch.argsort(torch.cat(order)).to(words.device)
+    return torch.cat(columns)[restore].transpose(0, 1)  # [B_j, B_i]
+
+
+def _length_groups(lengths: torch.Tensor) -> list[tuple[torch.Tensor | None, int]]:
+    """Split the texts into (at most) a short and a long group when that saves at least a fifth of the padded
+    word positions of the all-pairs attention; ``[(None, T)]`` keeps them together.
+
+    Exact: a text's scores depend only on its own valid words, so padding it less changes nothing but the cost.
+    """
+    lens = lengths.detach().to("cpu", torch.int64).reshape(-1)
+    sorted_lens, perm = torch.sort(lens, stable=True)
+    n, longest = len(lens), int(sorted_lens[-1]) if len(lens) else 0
+    best_k, best_cost = 0, n * longest
+    for k in range(1, n):  # the first k (shortest) texts form the short group
+        cost = k * int(sorted_lens[k - 1]) + (n - k) * longest
+        if cost < best_cost:
+            best_k, best_cost = k, cost
+    if best_k == 0 or best_cost > 0.8 * n * longest:
+        return [(None, longest)]
+    return [(perm[:best_k], int(sorted_lens[best_k - 1])), (perm[best_k:], longest)]
 
 
 def sentence_similarity(img_code: torch.Tensor, sent_emb: torch.Tensor, eps: float = _COS_EPS) -> torch.Tensor:

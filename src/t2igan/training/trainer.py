@@ -422,6 +422,9 @@ class GANTrainer:
         corpus = load_corpus(data_cfg)
         self.train_ds = TextImageDataset.from_config(data_cfg, "train", corpus)
         self.test_ds = TextImageDataset.from_config(data_cfg, "test", corpus, train=False)
+        for ds in (self.train_ds, self.test_ds):
+            if self.rank == 0 and (note := ds.long_caption_note()):
+                log.info("%s", note)
         if len(self.train_ds) < cfg.batch_size * self.world:
             raise TrainError(f"the training split has {len(self.train_ds)} items, fewer than batch_size="
                              f"{cfg.batch_size} x {self.world} processes")
