@@ -63,3 +63,17 @@ def test_unknown_words_are_named(tmp_path, capsys):
     assert "zebra" in capsys.readouterr().err
     assert main(["generate", "zebra giraffe", "--out", str(tmp_path / "o")]) == 2
     assert "no word of the prompt" in capsys.readouterr().err
+
+
+def test_reads_whole_synthbirds_captions():
+    # trained (from step 2884) and evaluated on whole captions: the longest SynthBirds caption has 39 words, and
+    # its record says so in both places the export reads
+    meta = json.loads((SHIPPED / "pipeline.json").read_text())
+    run_config = json.loads((SHIPPED / "run_config.json").read_text())
+    assert meta["words_num"] == meta["data"]["words_num"] == run_config["data"]["words_num"] >= 39
+    pipe = T2IPipeline.from_pretrained("synthbirds")
+    assert pipe.words_num == meta["words_num"]
+    prompt = ("this small songbird has a grey body, a red crown, a yellow breast and belly, blue wing feathers, "
+              "green tail feathers and a long black beak")
+    enc = pipe.vocab.encode_prompt(prompt, pipe.words_num)
+    assert not enc.truncated and len(enc.words) > 18 and "beak" in enc.words[18:]  # the beak, past word 18, is kept
