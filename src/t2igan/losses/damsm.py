@@ -193,6 +193,9 @@ def word_similarity(
 ) -> torch.Tensor:
     """Word-level image-text matching scores ``S_w`` (AttnGAN Eqs. 7-10), all pairs at once.
 
+    When the captions' lengths differ a lot, the short and the long ones are scored as two groups, each padded only
+    to its own longest caption (:func:`_length_groups`); the result is the same, with less work.
+
     Args:
         region_features: [B, D, H, W] region vectors of image ``j``.
         words_emb: [B, D, T] word vectors of text ``i``, valid up to ``lengths[i]``.
