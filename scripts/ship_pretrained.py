@@ -4,8 +4,8 @@
 
 Writes the exported model without its discriminator but with the DAMSM image encoder (so that `t2igan evaluate
 --model NAME` needs no other file), the run's ``run_config.json``, ``EVAL_DIR/metrics.json`` and the run's
-``curves.png``. Paths of this machine are dropped from ``pipeline.json`` (the data root becomes the command
-that renders the same data). ``TRAINING.md`` (how the model was trained) is written by hand and kept.
+``curves.png``. Paths of this machine are dropped from ``pipeline.json`` (the data root becomes the command that
+renders the same data) and from ``metrics.json`` (the model becomes its shipped name). ``TRAINING.md`` (how the model was trained) is written by hand and kept.
 Refuses a package over the size limit.
 """
 
@@ -23,6 +23,23 @@ from t2igan.utils.io import read_json, write_json_atomic
 
 LIMIT_MB = 25.0
 KEEP = ("TRAINING.md",)
+
+
+def _portable(metrics: dict, name: str) -> dict:
+    """``metrics.json`` without this machine's paths: the evaluated model (and its bundled DAMSM) become the
+    shipped name, the training run its directory name."""
+    model = dict(metrics.get("model") or {})
+    if not model:
+        return metrics
+    path = model.get("path")
+    if model.get("damsm") and path and Path(model["damsm"]).resolve() == Path(path).resolve():
+        model["damsm"] = name
+    elif model.get("damsm"):
+        model["damsm"] = Path(model["damsm"]).name
+    model["path"] = name
+    if isinstance(model.get("trained"), dict) and model["trained"].get("run"):
+        model["trained"] = {**model["trained"], "run": Path(model["trained"]["run"]).name}
+    return {**metrics, "model": model}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["trained"] = {**trained, "run": Path(trained["run"]).name}
         write_json_atomic(out / "pipeline.json", meta)
         shutil.copy(args.run / "run_config.json", out / "run_config.json")
-        write_json_atomic(out / "metrics.json", metrics)
+        write_json_atomic(out / "metrics.json", _portable(metrics, args.name))
         if (args.run / "curves.png").is_file():
             shutil.copy(args.run / "curves.png", out / "curves.png")
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20

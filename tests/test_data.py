@@ -741,6 +741,16 @@ def test_long_caption_note_counts_captions_past_words_num(tiny_cub):
     assert whole.long_captions()[0] == 0 and whole.long_caption_note() is None
 
 
+def test_trainers_log_one_line_per_split_with_long_captions(tiny_cub, caplog):
+    from t2igan.training.logs import log_long_captions
+
+    cut = TextImageDataset.from_config(tiny_cub.config(image_size=16, words_num=4), "train")
+    whole = TextImageDataset.from_config(tiny_cub.config(image_size=16, words_num=cut.long_captions()[2]), "test")
+    with caplog.at_level("INFO", logger="t2igan.training"):
+        log_long_captions(cut, whole)
+    assert [r.getMessage() for r in caplog.records] == [cut.long_caption_note()]
+
+
 # -- collate -----------------------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ def test_it_is_there_with_its_record():
     assert 0 < m["attr_acc"] <= 1 and m["ceiling_attr_acc"] > 0.9
     # no path of the machine it was trained on
     assert meta["data"]["root"] is None and meta["damsm"] is None and "/" not in meta["trained"]["run"]
+    assert metrics["model"]["path"] == metrics["model"]["damsm"] == "synthbirds"
+    assert "/" not in metrics["model"]["trained"]["run"]
 
 
 def test_from_pretrained_by_name():

@@ -40,7 +40,7 @@ from t2igan.training.checkpoint import (
     restore_rng_state,
     save_trainer_state,
 )
-from t2igan.training.logs import Progress, RunLogger
+from t2igan.training.logs import Progress, RunLogger, log_long_captions
 from t2igan.utils.device import resolve_amp, resolve_device
 from t2igan.utils.io import read_json, write_json_atomic
 
@@ -318,9 +318,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
 
     train_ds = TextImageDataset.from_config(config.data, "train", corpus)
     test_ds = TextImageDataset.from_config(config.data, "test", corpus, train=False)
-    for ds in (train_ds, test_ds):
-        if note := ds.long_caption_note():
-            log.info("%s", note)
+    log_long_captions(train_ds, test_ds)
     if len(train_ds) < cfg.batch_size:
         raise ValueError(f"the training split has {len(train_ds)} items, fewer than batch_size={cfg.batch_size}")
 

@@ -12,9 +12,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunLogger", "Progress"]
+__all__ = ["RunLogger", "Progress", "log_long_captions"]
 
 log = logging.getLogger("t2igan.training")
+
+
+def log_long_captions(*datasets) -> None:
+    """Log, for each dataset (a ``TextImageDataset``), how many of its captions are longer than ``words_num``."""
+    for ds in datasets:
+        if note := ds.long_caption_note():
+            log.info("%s", note)
 
 
 class RunLogger:

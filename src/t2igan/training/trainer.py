@@ -61,7 +61,7 @@ from t2igan.training.checkpoint import (
     save_trainer_state,
 )
 from t2igan.training.damsm import DAMSMEncoders, EncodersError, load_encoders
-from t2igan.training.logs import Progress, RunLogger
+from t2igan.training.logs import Progress, RunLogger, log_long_captions
 from t2igan.training.sync_bn import convert_sync_batchnorm, revert_batchnorm
 from t2igan.utils import dist as tdist
 from t2igan.utils.device import resolve_amp, resolve_device
@@ -422,9 +422,8 @@ class GANTrainer:
         corpus = load_corpus(data_cfg)
         self.train_ds = TextImageDataset.from_config(data_cfg, "train", corpus)
         self.test_ds = TextImageDataset.from_config(data_cfg, "test", corpus, train=False)
-        for ds in (self.train_ds, self.test_ds):
-            if self.rank == 0 and (note := ds.long_caption_note()):
-                log.info("%s", note)
+        if self.rank == 0:
+            log_long_captions(self.train_ds, self.test_ds)
         if len(self.train_ds) < cfg.batch_size * self.world:
             raise TrainError(f"the training split has {len(self.train_ds)} items, fewer than batch_size="
                              f"{cfg.batch_size} x {self.world} processes")
