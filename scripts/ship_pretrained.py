@@ -3,9 +3,11 @@
     python scripts/ship_pretrained.py RUN --eval EVAL_DIR [--name synthbirds] [--snapshot step-...] [--no-ema]
 
 Writes the exported model without its discriminator but with the DAMSM image encoder (so that `t2igan evaluate
---model NAME` needs no other file), the run's ``run_config.json``, ``EVAL_DIR/metrics.json`` and the run's
-``curves.png``. Paths of this machine are dropped from ``pipeline.json`` (the data root becomes the command that
-renders the same data) and from ``metrics.json`` (the model becomes its shipped name). ``TRAINING.md`` (how the model was trained) is written by hand and kept.
+--model NAME` needs no other file), the run's ``run_config.json``, ``EVAL_DIR/metrics.json``, the run's
+``curves.png`` and its ``resumes.jsonl`` (what each resume changed, where any did). Paths of this machine are
+dropped from ``pipeline.json`` (the data root becomes the command that renders the same data) and from
+``metrics.json`` (the model becomes its shipped name). ``TRAINING.md`` (how the model was trained) is written by
+hand and kept.
 Refuses a package over the size limit.
 """
 
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(out / "pipeline.json", meta)
         shutil.copy(args.run / "run_config.json", out / "run_config.json")
         write_json_atomic(out / "metrics.json", _portable(metrics, args.name))
-        if (args.run / "curves.png").is_file():
-            shutil.copy(args.run / "curves.png", out / "curves.png")
+        for name in ("curves.png", "resumes.jsonl"):  # the run's curves; what its resumes changed
+            if (args.run / name).is_file():
+                shutil.copy(args.run / name, out / name)
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
         if size > LIMIT_MB:
             raise SystemExit(f"the package is {size:.1f} MB, over the {LIMIT_MB} MB limit")

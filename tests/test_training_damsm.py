@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,10 +74,22 @@ def test_resume_mid_epoch_equals_straight_run(birds, tmp_path):
     assert state["epoch"] == 0 and state["batch"] == 4
     resumed = pretrain_damsm(_config(birds), resume=first["run_dir"])
     assert resumed["step"] == straight["step"] == 12
+    assert not (Path(first["run_dir"]) / "resumes.jsonl").exists()  # same config: no history line
     for name, cls in (("text_encoder", TextEncoder), ("image_encoder", ImageEncoder)):
         a = cls.from_pretrained(f"{straight['encoders']}/{name}").state_dict()
         b = cls.from_pretrained(f"{resumed['encoders']}/{name}").state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_resume_with_a_changed_config_records_it(birds, tmp_path):
+    first = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path, max_steps=2)
+    run = Path(first["run_dir"])
+    assert json.loads((run / "run_config.json").read_text())["train"]["gamma3"] != 7.5
+    pretrain_damsm(_config(birds, epochs=1, gamma3=7.5), resume=run)
+    saved = json.loads((run / "run_config.json").read_text())
+    assert saved["train"]["gamma3"] == 7.5 and saved["text_encoder"]["vocab_size"] > 0  # still the full config
+    (line,) = [json.loads(x) for x in (run / "resumes.jsonl").read_text().splitlines()]
+    assert line["step"] == 2 and set(line["changed"]) == {"train.gamma3"} and line["changed"]["train.gamma3"][1] == 7.5
 
 
 def test_resume_without_snapshot_is_a_clear_error(tmp_path, birds):

@@ -52,6 +52,7 @@ def test_resume_gives_identical_weights(synthbirds_small, tiny_damsm, tmp_path, 
     assert first["stopped"] == "max_steps" and first["step"] == 2
     resumed = train_gan(cfg, runs_root=tmp_path / "b", resume=first["run_dir"])
     assert straight["step"] == resumed["step"] == 4 and straight["epoch"] == resumed["epoch"] == 1
+    assert not (Path(first["run_dir"]) / "resumes.jsonl").exists()  # same config: no history line
     a, b = final_weights(Path(straight["run_dir"])), final_weights(Path(resumed["run_dir"]))
     assert "generator" in a and "discriminator" in a and ("generator_ema" in a) == ("ema" in extra)
     assert_same(a, b)
@@ -80,6 +81,31 @@ def test_ema_switched_on_at_resume_starts_from_the_generator(synthbirds_small, t
             torch.testing.assert_close(ema[k], g2[k].lerp(g3[k], 0.1), rtol=1e-5, atol=1e-6)
             moved += not torch.equal(g2[k], g3[k])
     assert moved > 0
+
+
+def test_resume_overrides_are_recorded_and_exported(synthbirds_small, tiny_damsm, tmp_path, one_thread):
+    # what a resume changes becomes the run's config (the export reads it) and a line of resumes.jsonl
+    cfg = tiny_config(synthbirds_small.root, tiny_damsm)
+    first = train_gan(cfg, runs_root=tmp_path, max_steps=2)
+    run = Path(first["run_dir"])
+    before = json.loads((run / "run_config.json").read_text())
+    assert before["data"]["words_num"] != 30 and before["objective"].get("damsm_weight") != 0.5
+    changed = cfg.replace(data=cfg.data.replace(words_num=30),
+                          objective={**cfg.objective, "damsm_weight": 0.5})
+    train_gan(changed, runs_root=tmp_path, resume=run, max_steps=1)
+    after = json.loads((run / "run_config.json").read_text())
+    assert after["data"]["words_num"] == 30 and after["objective"]["damsm_weight"] == 0.5
+    assert after["generator"] == before["generator"] and after["train"]["seed"] == before["train"]["seed"]
+    lines = [json.loads(x) for x in (run / "resumes.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["step"] == 2
+    assert lines[0]["changed"]["data.words_num"] == [before["data"]["words_num"], 30]
+    assert lines[0]["changed"]["objective.damsm_weight"] == [before["objective"].get("damsm_weight"), 0.5]
+    assert set(lines[0]["changed"]) == {"data.words_num", "objective.damsm_weight"}
+    model = export_run(run, tmp_path / "model", discriminator=False)
+    assert json.loads((model / "pipeline.json").read_text())["words_num"] == 30
+    # resuming again with that config adds nothing
+    train_gan(changed, runs_root=tmp_path, resume=run, max_steps=1)
+    assert len((run / "resumes.jsonl").read_text().splitlines()) == 1
 
 
 def test_run_dir_logs_and_export(synthbirds_small, tiny_damsm, tmp_path, one_thread):

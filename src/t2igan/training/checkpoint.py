@@ -11,12 +11,14 @@ previous complete snapshot as ``latest``. Only the newest ``keep`` snapshots are
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import re
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2igan.utils.io import write_text_atomic
+from t2igan.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("t2igan.training")
 
-__all__ = ["make_run_dir", "SnapshotManager", "capture_rng_state", "restore_rng_state", "save_trainer_state",
+__all__ = ["make_run_dir", "record_resume", "SnapshotManager", "capture_rng_state", "restore_rng_state", "save_trainer_state",
            "load_trainer_state", "ResumeError", "StopFlag"]
 
 _RUN_RE = re.compile(r"^(\d{5})-")
@@ -51,6 +53,38 @@ def make_run_dir(root: str | os.PathLike[str], name: str) -> Path:
             return path
         except FileExistsError:  # another process took the number; try the next
             continue
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (an empty section has no keys)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def record_resume(run_dir: str | os.PathLike[str], saved: dict[str, Any], config: dict[str, Any], *,
+                  step: int) -> dict[str, list[Any]]:
+    """Keep ``run_config.json`` the config the run trains with, and a history of what each resume changed.
+
+    ``saved`` is the run's ``run_config.json`` before this resume and ``config`` the config it resumes with
+    (overrides given at the resume included). Where they differ, ``run_config.json`` is rewritten to ``config``
+    (so ``t2igan export`` and the next resume read what the newest steps were trained with) and a line
+    ``{"step", "time", "changed": {"dotted.key": [before, after]}}`` is appended to ``resumes.jsonl``. Returns
+    the changed keys (empty when nothing changed: nothing is written then).
+    """
+    run_dir = Path(run_dir)
+    before, after = _flatten(saved), _flatten(config)
+    changed = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    if changed:
+        with open(run_dir / "resumes.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": int(step), "time": round(time.time(), 3), "changed": changed}) + "\n")
+        write_json_atomic(run_dir / "run_config.json", config)
+        log.info("resumed with %s changed: run_config.json now holds them (history: %s)",
+                 ", ".join(f"{k}={v[1]!r}" for k, v in changed.items()), run_dir / "resumes.jsonl")
+    return changed
 
 
 class SnapshotManager:

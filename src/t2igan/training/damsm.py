@@ -37,6 +37,7 @@ from t2igan.training.checkpoint import (
     capture_rng_state,
     load_trainer_state,
     make_run_dir,
+    record_resume,
     restore_rng_state,
     save_trainer_state,
 )
@@ -339,6 +340,7 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
         epoch, step, start_batch = int(state["epoch"]), int(state["step"]), int(state.get("batch", 0))
         restore_rng_state(state["rng"])
         log.info("resumed %s at epoch %d, step %d", snap, epoch, step)
+        record_resume(run_dir, saved, to_dict(config.replace(text_encoder=text_cfg)), step=step)
     else:
         run_dir = make_run_dir(runs_root, config.name)
         write_json_atomic(run_dir / "run_config.json", to_dict(config.replace(text_encoder=text_cfg)))

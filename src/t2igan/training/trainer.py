@@ -57,6 +57,7 @@ from t2igan.training.checkpoint import (
     capture_rng_state,
     load_trainer_state,
     make_run_dir,
+    record_resume,
     restore_rng_state,
     save_trainer_state,
 )
@@ -567,6 +568,8 @@ class GANTrainer:
                         "data order do not depend on them)", snap, len(rngs), self.world)
         log.info("resumed %s at step %d (epoch %d, batch %d)", snap, self.state.step, self.state.epoch,
                  self.state.batch)
+        if self.rank == 0:
+            record_resume(self.run_dir, saved, to_dict(self.config), step=self.state.step)
 
     # ------------------------------------------------------------------------------------------ samples
 
