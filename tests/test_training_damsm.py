@@ -81,6 +81,15 @@ def test_resume_mid_epoch_equals_straight_run(birds, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_a_stop_inside_an_epoch_is_logged_as_that_epoch(birds, tmp_path, caplog):
+    # 48 images, batch 8: 6 batches an epoch; 8 steps stop in the second epoch after 2 of its batches
+    with caplog.at_level("INFO", logger="t2igan.training"):
+        summary = pretrain_damsm(_config(birds, epochs=3, val_every=1), runs_root=tmp_path, max_steps=8)
+    assert summary["epoch"] == 1 and summary["stopped"] == "max_steps"
+    lines = [r.getMessage() for r in caplog.records if "val/r_precision" in r.getMessage()]
+    assert [x.split(":")[0] for x in lines] == ["epoch 1", "epoch 2 (stopped by max_steps after 2 of 6 batches)"]
+
+
 def test_resume_with_a_changed_config_records_it(birds, tmp_path):
     first = pretrain_damsm(_config(birds, epochs=1), runs_root=tmp_path, max_steps=2)
     run = Path(first["run_dir"])

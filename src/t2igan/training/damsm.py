@@ -440,7 +440,9 @@ def pretrain_damsm(config: DAMSMRunConfig, *, runs_root: str | Path = "runs", re
                     fig.save(run_dir / "attention" / f"epoch_{epoch:04d}.png")
                     logger.image("val/attention", fig, step)
                 restore_rng_state(rng)
-                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                where = (f"epoch {epoch}" if epoch_done else  # a partial epoch: the one it stopped in
+                         f"epoch {epoch + 1} (stopped by {stopped} after {n_batches} of {steps_per_epoch} batches)")
+                log.info("%s: %s", where, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
             elif epoch_done:
                 logger.scalars(step, metrics, epoch=epoch)
     export = export_encoders(text_enc, img_enc, vocab, run_dir / "encoders")
