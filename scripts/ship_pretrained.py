@@ -5,15 +5,17 @@
 Writes the exported model without its discriminator but with the DAMSM image encoder (so that `t2igan evaluate
 --model NAME` needs no other file), the run's ``run_config.json``, ``EVAL_DIR/metrics.json``, the run's
 ``curves.png`` and its ``resumes.jsonl`` (what each resume changed, where any did). Paths of this machine are
-dropped from ``pipeline.json`` (the data root becomes the command that renders the same data) and from
-``metrics.json`` (the model becomes its shipped name). ``TRAINING.md`` (how the model was trained) is written by
-hand and kept.
+dropped from ``pipeline.json`` (the data root becomes the command that renders the same data), from
+``metrics.json`` (the model becomes its shipped name) and from ``run_config.json`` and ``resumes.jsonl`` (paths
+under the repository or the working directory become relative). ``TRAINING.md`` (how the model was trained)
+is written by hand and kept.
 Refuses a package over the size limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -42,6 +44,20 @@ def _portable(metrics: dict, name: str) -> dict:
     if isinstance(model.get("trained"), dict) and model["trained"].get("run"):
         model["trained"] = {**model["trained"], "run": Path(model["trained"]["run"]).name}
     return {**metrics, "model": model}
+
+
+def _relative(obj, roots: tuple[Path, ...]):
+    """``obj`` (JSON) with each absolute path under one of ``roots`` written relative to it (the repository
+    root or the working directory: a shipped record names no directory of this machine)."""
+    if isinstance(obj, dict):
+        return {k: _relative(v, roots) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative(v, roots) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/"):
+        for root in roots:
+            if Path(obj).is_relative_to(root):
+                return str(Path(obj).relative_to(root))
+    return obj
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         meta["data"] = {**meta["data"], "root": None, "prepare": args.prepare}
         meta["trained"] = {**trained, "run": Path(trained["run"]).name}
         write_json_atomic(out / "pipeline.json", meta)
-        shutil.copy(args.run / "run_config.json", out / "run_config.json")
+        roots = (Path(__file__).resolve().parents[1], Path.cwd().resolve())
+        write_json_atomic(out / "run_config.json", _relative(read_json(args.run / "run_config.json"), roots))
         write_json_atomic(out / "metrics.json", _portable(metrics, args.name))
-        for name in ("curves.png", "resumes.jsonl"):  # the run's curves; what its resumes changed
-            if (args.run / name).is_file():
-                shutil.copy(args.run / name, out / name)
+        if (args.run / "curves.png").is_file():
+            shutil.copy(args.run / "curves.png", out / "curves.png")
+        if (args.run / "resumes.jsonl").is_file():  # what the run's resumes changed
+            lines = (args.run / "resumes.jsonl").read_text(encoding="utf-8").splitlines()
+            (out / "resumes.jsonl").write_text("".join(json.dumps(_relative(json.loads(x), roots)) + "\n"
+                                                       for x in lines if x.strip()), encoding="utf-8")
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
         if size > LIMIT_MB:
             raise SystemExit(f"the package is {size:.1f} MB, over the {LIMIT_MB} MB limit")

@@ -32,6 +32,16 @@ def test_it_is_there_with_its_record():
     assert meta["data"]["root"] is None and meta["damsm"] is None and "/" not in meta["trained"]["run"]
     assert metrics["model"]["path"] == metrics["model"]["damsm"] == "synthbirds"
     assert "/" not in metrics["model"]["trained"]["run"]
+    records = [run_config] + [json.loads(x) for x in (SHIPPED / "resumes.jsonl").read_text().splitlines()
+                              if (SHIPPED / "resumes.jsonl").is_file()]
+
+    def strings(obj):
+        if isinstance(obj, dict):
+            return [s for v in obj.values() for s in strings(v)]
+        return [s for v in obj for s in strings(v)] if isinstance(obj, list) else [obj]
+
+    absolute = [s for r in records for s in strings(r) if isinstance(s, str) and s.startswith("/")]
+    assert not absolute, absolute
 
 
 def test_from_pretrained_by_name():
