@@ -30,8 +30,8 @@ from t2igan.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("t2igan.training")
 
-__all__ = ["make_run_dir", "record_resume", "SnapshotManager", "capture_rng_state", "restore_rng_state", "save_trainer_state",
-           "load_trainer_state", "ResumeError", "StopFlag"]
+__all__ = ["make_run_dir", "record_resume", "SnapshotManager", "capture_rng_state", "restore_rng_state",
+           "save_trainer_state", "load_trainer_state", "ResumeError", "StopFlag"]
 
 _RUN_RE = re.compile(r"^(\d{5})-")
 

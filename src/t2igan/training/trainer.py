@@ -546,7 +546,8 @@ class GANTrainer:
         if self.scaler is not None and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
         batch = int(st["batch"])
-        # snapshots before the batch size was recorded: the run's own config (overrides at resume are not in it)
+        # snapshots before the batch size was recorded: the run's config as saved (such runs predate record_resume,
+        # so it holds the batch size the run was created with)
         saved_bs = (saved.get("train") or {}).get("batch_size", self.cfg.batch_size)
         old_world, old_bs = int(st.get("world_size", self.world)), int(st.get("batch_size", saved_bs))
         if (old_world, old_bs) != (self.world, self.cfg.batch_size):
